@@ -1,0 +1,175 @@
+"""The event log interface.
+
+A log is an append-only sequence of opaque byte records addressed by dense integer
+offsets starting at 0. ``append`` takes a batch and returns only once the whole batch
+is durable (all or nothing: a crash never leaves half a batch readable). Consumers
+read from an offset, and consumer groups remember how far they got (``commit`` takes
+the *next* offset to process, as Kafka does).
+
+Two implementations share one contract test suite (``tests/log/test_contract.py``):
+``FileLog`` (embedded, the default) and ``RedisStreamLog`` (Redis Streams).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+import msgspec
+
+__all__ = [
+    "AppendResult",
+    "Damage",
+    "EventLog",
+    "LogConsumer",
+    "LogRecord",
+    "LogStats",
+    "VerifyReport",
+]
+
+
+class LogRecord(msgspec.Struct, frozen=True, array_like=True):
+    """One record: its offset, when the log accepted it (epoch ms), and its bytes."""
+
+    offset: int
+    timestamp_ms: int
+    value: bytes
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Offsets given to an appended batch: ``first_offset`` .. ``last_offset`` inclusive."""
+
+    first_offset: int
+    last_offset: int
+
+    @property
+    def count(self) -> int:
+        return self.last_offset - self.first_offset + 1
+
+
+class Damage(msgspec.Struct, frozen=True):
+    """A stretch of the log that cannot be read.
+
+    ``first_offset``/``last_offset`` bound the offsets lost (``last_offset`` is None
+    when it cannot be known); ``position`` is the byte position in ``path``.
+    """
+
+    path: str
+    position: int
+    first_offset: int
+    last_offset: int | None
+    reason: str
+
+
+class VerifyReport(msgspec.Struct):
+    """What ``verify`` found: ``ok`` is True only when every record checks out."""
+
+    records: int
+    segments: int
+    size_bytes: int
+    start_offset: int
+    end_offset: int
+    damage: list[Damage] = msgspec.field(default_factory=list)
+    truncated_tail_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.damage
+
+
+class LogStats(msgspec.Struct, frozen=True):
+    start_offset: int
+    end_offset: int
+    size_bytes: int
+    segments: int
+
+
+class LogConsumer(abc.ABC):
+    """A member of a consumer group reading the log in offset order.
+
+    ``poll`` hands out records the group has not committed, starting with records this
+    member had been given but not committed before a restart; ``commit(next_offset)``
+    marks every record below ``next_offset`` that this member was given as processed.
+    """
+
+    @abc.abstractmethod
+    def poll(self, max_records: int = 1000, timeout_s: float = 0.0) -> list[LogRecord]:
+        """Up to ``max_records`` records; waits up to ``timeout_s`` when none are ready."""
+
+    @abc.abstractmethod
+    def commit(self, next_offset: int) -> None:
+        """Durably record that every record below ``next_offset`` is processed."""
+
+    @abc.abstractmethod
+    def committed(self) -> int:
+        """The next offset this group will process (0 when it has committed nothing)."""
+
+    @abc.abstractmethod
+    def seek(self, offset: int) -> None:
+        """Restart delivery at ``offset`` (replay); does not change the commit."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release resources held by this consumer."""
+
+
+class EventLog(abc.ABC):
+    """An append-only, checksummed, replayable log of byte records."""
+
+    @abc.abstractmethod
+    def append(self, values: Sequence[bytes]) -> AppendResult:
+        """Append a non-empty batch; returns once all of it is durable."""
+
+    @abc.abstractmethod
+    async def append_async(self, values: Sequence[bytes]) -> AppendResult:
+        """``append`` for event loops: awaits durability without blocking the loop."""
+
+    @abc.abstractmethod
+    def read(self, offset: int, max_records: int = 1000) -> list[LogRecord]:
+        """Records from ``offset`` on (fewer, or none at the end).
+
+        Raises ``OffsetOutOfRangeError`` below ``start_offset`` or past ``end_offset``,
+        and ``CorruptLogError`` when the records asked for are damaged.
+        """
+
+    @property
+    @abc.abstractmethod
+    def start_offset(self) -> int:
+        """The oldest offset still kept (retention moves it forward)."""
+
+    @property
+    @abc.abstractmethod
+    def end_offset(self) -> int:
+        """The offset the next appended record will get."""
+
+    @abc.abstractmethod
+    def consumer(self, group: str, name: str = "0") -> LogConsumer:
+        """A member ``name`` of consumer group ``group``."""
+
+    @abc.abstractmethod
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Drop records past the configured age/size; returns how many were dropped."""
+
+    @abc.abstractmethod
+    def verify(self) -> VerifyReport:
+        """Check every record's checksum and the offsets' continuity."""
+
+    @abc.abstractmethod
+    def stats(self) -> LogStats:
+        """Cheap size figures for metrics."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush and release; later calls raise ``LogClosedError``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
