@@ -1,0 +1,5 @@
+"""``python -m hotshelf`` runs the CLI."""
+
+from hotshelf.cli import main
+
+main()
