@@ -1,0 +1,242 @@
+"""``hotshelf demo``: the whole loop on built-in data, no external server needed.
+
+It starts ``hotshelf serve`` on an embedded log, loads a simulated store's catalog
+and traffic through the HTTP API, shows a few real requests and answers (including
+what a bad request and a retried request get), verifies the log, and then keeps
+serving until Ctrl-C (or ``--exit-after``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from hotshelf.cli._app import app
+from hotshelf.cli._options import ConfigOpt, SetOpt, cli_errors, config_from_options
+from hotshelf.cli._simulate import encode_event
+from hotshelf.errors import ConfigError, UnavailableError
+from hotshelf.log import open_log
+from hotshelf.simulation import SimConfig, StoreSimulator
+
+console = Console()
+_MARKER = ".hotshelf-demo"
+_BATCH = 500
+
+
+class _Client:
+    """A keep-alive HTTP/1.1 client for the demo's few hundred requests."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw.decode(errors="replace")
+
+
+def _fresh_dir(path: Path) -> None:
+    """Empty a directory the demo made before; refuse to touch anything else."""
+    if path.exists() and any(path.iterdir()):
+        if not (path / _MARKER).exists():
+            raise ConfigError(f"{path} is not empty and was not made by the demo; pick --data-dir")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / _MARKER).write_text("made by hotshelf demo; deleted by the next demo run\n")
+
+
+def _start_server(data_dir: Path, port: int, overrides: list[str]) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "hotshelf",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--set",
+        'logging.level="warning"',
+    ]
+    for item in overrides:
+        cmd += ["--set", item]
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UnavailableError(f"the server exited with code {proc.returncode}")
+        try:
+            if _Client(port).call("GET", "/readyz")[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise UnavailableError("the server did not become ready within 60 s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    )
+
+
+def _load(client: _Client, sim: StoreSimulator, n_events: int) -> tuple[int, float]:
+    items = sim.catalog()
+    enc = msgspec.json.Encoder()
+    with _progress() as progress:
+        task = progress.add_task("catalog -> POST /v1/items", total=len(items))
+        for i in range(0, len(items), _BATCH):
+            status, body = client.call("POST", "/v1/items", enc.encode(items[i : i + _BATCH]))
+            if status != 200:
+                raise UnavailableError(f"POST /v1/items answered {status}: {body}")
+            progress.advance(task, len(items[i : i + _BATCH]))
+        task = progress.add_task("events -> POST /v1/events", total=n_events)
+        start, sent, lines = time.perf_counter(), 0, []
+        for sim_event in sim.events(n_events):
+            lines.append(encode_event(sim_event.event))
+            if len(lines) == _BATCH:
+                sent += _post_events(client, lines)
+                progress.advance(task, len(lines))
+                lines = []
+        if lines:
+            sent += _post_events(client, lines)
+            progress.advance(task, len(lines))
+    return sent, time.perf_counter() - start
+
+
+def _post_events(client: _Client, lines: list[bytes]) -> int:
+    status, body = client.call("POST", "/v1/events", b"".join(lines), "application/x-ndjson")
+    if status != 200:
+        raise UnavailableError(f"POST /v1/events answered {status}: {body}")
+    return int(body["accepted"])
+
+
+def _show(title: str, request: str, status: int, body: Any) -> None:
+    text = json.dumps(body, indent=2)[:1200] if not isinstance(body, str) else body[:1200]
+    console.print(
+        Panel(f"[bold cyan]{request}[/]\n[bold]{status}[/]\n{text}", title=title, expand=False)
+    )
+
+
+def _examples(client: _Client, sim: StoreSimulator) -> None:
+    hot = (
+        sim.ground_truth.hot_items[0].item_id
+        if sim.ground_truth.hot_items
+        else sim.catalog()[0].item_id
+    )
+    status, body = client.call("GET", f"/v1/items/{hot}")
+    _show(
+        "a catalog item (materialised from the catalog log)", f"GET /v1/items/{hot}", status, body
+    )
+    event = {
+        "type": "add_to_cart",
+        "event_id": "demo-retry-1",
+        "cookie_id": "c-demo",
+        "item_id": hot,
+        "location": "London, GB",
+        "device": "mobile",
+    }
+    for attempt in ("first try", "client retry, same event_id"):
+        status, body = client.call("POST", "/v1/events", json.dumps(event).encode())
+        _show(f"an event ({attempt})", "POST /v1/events " + json.dumps(event), status, body)
+    bad = [{"type": "view", "cookie_id": "c1"}, {"type": "teleport", "timestamp": "yesterday"}]
+    status, body = client.call("POST", "/v1/events", json.dumps(bad).encode())
+    _show(
+        "a bad request: every problem listed, nothing stored",
+        "POST /v1/events " + json.dumps(bad),
+        status,
+        body,
+    )
+    status, body = client.call("GET", "/v1/items/no-such-item")
+    _show("an unknown item", "GET /v1/items/no-such-item", status, body)
+
+
+@app.command()
+def demo(
+    events: Annotated[int, typer.Option(min=1, max=5_000_000, help="Simulated events.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="Demo data (emptied first).")] = Path(
+        "hotshelf-data/demo"
+    ),
+    exit_after: Annotated[
+        float | None, typer.Option(help="Stop this many seconds after the walkthrough.")
+    ] = None,
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Simulate a store, ingest its catalog and traffic over HTTP, show answers, serve."""
+    with cli_errors():
+        cfg = config_from_options(config, overrides, data_dir)
+        _fresh_dir(data_dir)
+        now_ms = int(time.time() * 1000)
+        duration_s = events / 500.0
+        sim = StoreSimulator(SimConfig(seed=seed, start_ms=now_ms - int(duration_s * 1000)))
+        console.rule("[bold]hotshelf demo")
+        proc = _start_server(data_dir, port, list(overrides or []))
+        try:
+            client = _Client(port)
+            sent, seconds = _load(client, sim, events)
+            console.print(
+                f"ingested {sent:,} events durably in {seconds:.1f} s "
+                f"({sent / seconds:,.0f} events/s over HTTP, one client)"
+            )
+            _examples(client, sim)
+            _serve_until(proc, port, cfg.data_path, exit_after)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        _verify(cfg)
+
+
+def _serve_until(
+    proc: subprocess.Popen[bytes], port: int, data: Path, exit_after: float | None
+) -> None:
+    console.rule(f"[bold green]serving on http://127.0.0.1:{port}")
+    console.print(
+        f"  curl -s http://127.0.0.1:{port}/readyz\n"
+        f"  curl -s http://127.0.0.1:{port}/metrics | grep hotshelf_events\n"
+        f"  curl -s http://127.0.0.1:{port}/openapi.json\n"
+        f"  hotshelf log inspect --data-dir {data} --limit 3\n"
+        + ("Ctrl-C to stop." if exit_after is None else f"stopping in {exit_after:g} s.")
+    )
+    try:
+        proc.wait(timeout=exit_after)
+    except subprocess.TimeoutExpired:
+        return
+    except KeyboardInterrupt:
+        console.print("stopping")
+
+
+def _verify(cfg: Any) -> None:
+    for topic in ("events", "catalog"):
+        with open_log(cfg, topic) as log:
+            report = log.verify()
+        state = "[green]clean[/]" if report.ok else f"[red]{len(report.damage)} damaged range(s)[/]"
+        console.print(
+            f"log {topic}: {report.records:,} records, {report.size_bytes:,} bytes, {state}"
+        )
