@@ -1,21 +1,29 @@
 """The durable, checksummed, replayable event log and its two backends."""
 
 from hotshelf.log._base import (
+    MAX_RECORD_BYTES,
     AppendResult,
     Damage,
     EventLog,
     LogConsumer,
+    LogObserver,
     LogRecord,
     LogStats,
     VerifyReport,
 )
+from hotshelf.log._factory import open_log
+from hotshelf.log._file_log import FileLog
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "AppendResult",
     "Damage",
     "EventLog",
+    "FileLog",
     "LogConsumer",
+    "LogObserver",
     "LogRecord",
     "LogStats",
     "VerifyReport",
+    "open_log",
 ]

@@ -19,15 +19,43 @@ from typing import Self
 
 import msgspec
 
+from hotshelf.errors import FieldProblem, PayloadTooLargeError, ValidationError
+
 __all__ = [
+    "MAX_RECORD_BYTES",
     "AppendResult",
     "Damage",
     "EventLog",
     "LogConsumer",
+    "LogObserver",
     "LogRecord",
     "LogStats",
     "VerifyReport",
+    "check_batch",
 ]
+
+# Largest record either backend accepts; a bigger one raises PayloadTooLargeError.
+MAX_RECORD_BYTES = 1024 * 1024
+
+
+def check_batch(values: Sequence[bytes]) -> None:
+    """Raise the error a backend gives for a bad batch: empty, non-bytes or oversized records."""
+    if not values:
+        raise ValidationError("an append needs at least one record")
+    problems: list[FieldProblem] = []
+    too_big = False
+    for i, value in enumerate(values):
+        kind: type = type(value)  # callers are not all type-checked
+        if kind is not bytes and kind is not bytearray:
+            problems.append(FieldProblem(f"$[{i}]", f"must be bytes, not {type(value).__name__}"))
+        elif len(value) > MAX_RECORD_BYTES:
+            too_big = True
+            problems.append(
+                FieldProblem(f"$[{i}]", f"{len(value)} bytes is over the {MAX_RECORD_BYTES} limit")
+            )
+    if problems:
+        error = PayloadTooLargeError if too_big else ValidationError
+        raise error(f"{len(problems)} bad record(s) in the batch", problems)
 
 
 class LogRecord(msgspec.Struct, frozen=True, array_like=True):
@@ -84,6 +112,19 @@ class LogStats(msgspec.Struct, frozen=True):
     end_offset: int
     size_bytes: int
     segments: int
+
+
+class LogObserver:
+    """Hooks a backend calls as it works; the no-op defaults are overridden by metrics.
+
+    Called from the log's own threads: implementations must be quick and thread-safe.
+    """
+
+    def on_append(self, records: int, seconds: float) -> None:
+        """One ``append`` call of ``records`` records became durable ``seconds`` after it began."""
+
+    def on_sync(self, batches: int, records: int, bytes_: int, seconds: float) -> None:
+        """One group commit: ``batches`` appends written with one sync, taking ``seconds``."""
 
 
 class LogConsumer(abc.ABC):
