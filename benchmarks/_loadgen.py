@@ -12,11 +12,17 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
-__all__ = ["LoadResult", "run_closed_loop"]
+__all__ = ["LoadResult", "percentile", "run_closed_loop"]
 
 PLACEHOLDER = b"@@REQID@@@@@"  # 12 bytes, replaced by a unique hex id per request
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (0.0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), round(q / 100.0 * len(sorted_values) + 0.5)))
+    return float(sorted_values[rank - 1])
 
 
 @dataclass
@@ -28,7 +34,7 @@ class LoadResult:
     elapsed_s: float = 0.0
 
     def summary(self, events_per_request: int) -> dict[str, float | int | dict[str, int]]:
-        lat = np.asarray(self.latencies_s) * 1000.0
+        lat = sorted(x * 1000.0 for x in self.latencies_s)
         ok = self.status.get(200, 0)
         return {
             "requests": self.requests,
@@ -40,9 +46,9 @@ class LoadResult:
             "events_per_s": round(ok * events_per_request / self.elapsed_s, 1)
             if self.elapsed_s
             else 0.0,
-            "ack_p50_ms": round(float(np.percentile(lat, 50)), 3) if lat.size else 0.0,
-            "ack_p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else 0.0,
-            "ack_max_ms": round(float(lat.max()), 3) if lat.size else 0.0,
+            "ack_p50_ms": round(percentile(lat, 50), 3),
+            "ack_p99_ms": round(percentile(lat, 99), 3),
+            "ack_max_ms": round(lat[-1], 3) if lat else 0.0,
         }
 
 

@@ -40,7 +40,7 @@ BATCH = 100
 
 def make_bodies(n_bodies: int, seed: int = 7) -> tuple[list[bytes], list[bytes]]:
     """NDJSON bodies of BATCH simulated events with placeholder ids, and raw records."""
-    sim = StoreSimulator(SimConfig(seed=seed))
+    sim = StoreSimulator(SimConfig(seed=seed, start_ms=int(time.time() * 1000) - 600_000))
     enc = msgspec.json.Encoder()
     events = [s.event for s in sim.events(n_bodies * BATCH)]
     bodies: list[bytes] = []
