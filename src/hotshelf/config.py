@@ -26,11 +26,13 @@ import msgspec
 from hotshelf.errors import ConfigError
 
 __all__ = [
+    "BotConfig",
     "Config",
     "EventsConfig",
     "LogConfig",
     "LoggingConfig",
     "ServerConfig",
+    "StreamConfig",
     "load_config",
 ]
 
@@ -79,6 +81,21 @@ class EventsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ip_hash_salt: str = "hotshelf"
 
 
+class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Stream processing: trending/popular state derived from the events log."""
+
+    windows_s: list[float] = msgspec.field(default_factory=lambda: [3600.0, 86400.0, 604800.0])
+    top_k: int = 100
+    snapshot_interval_s: float = 5.0
+
+
+class BotConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Bot filtering ahead of aggregation."""
+
+    enabled: bool = True
+    deny_ips: list[str] = msgspec.field(default_factory=list)
+
+
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Structured logs."""
 
@@ -93,6 +110,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
+    stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
+    bots: BotConfig = msgspec.field(default_factory=BotConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
     @property
