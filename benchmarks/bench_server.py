@@ -30,6 +30,8 @@ from typing import Any
 from benchmarks.bench_events import make_body
 
 BATCH = 100
+_MEDIANS = ("requests_per_s", "events_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_event",
+            "ready_after_s")  # fmt: skip
 PLACEHOLDER = b"@@@@REQID@@@@"  # 13 bytes, replaced by a unique id per request
 ENV_CONFIG = "BENCH_SERVER_CONFIG"  # JSON overrides for the granian factories
 
@@ -130,6 +132,7 @@ async def _read_status(reader: asyncio.StreamReader) -> int:
 async def _load(
     port: int, bodies: list[bytes], concurrency: int, duration_s: float
 ) -> dict[str, Any]:
+    batch = bodies[0].count(b"\n") + 1
     latencies: list[float] = []
     status: dict[int, int] = {}
     counter = [os.getpid() << 32]  # ids unique across runs, warm-up included
@@ -159,15 +162,20 @@ async def _load(
     q = statistics.quantiles(ms, n=100) if len(ms) > 1 else [0.0] * 99
     return {
         "requests_per_s": round(ok / elapsed, 1),
-        "events_per_s": round(ok * BATCH / elapsed),
+        "events_per_s": round(ok * batch / elapsed),
         "p50_ms": round(q[49], 3),
         "p99_ms": round(q[98], 3),
         "status": {str(k): v for k, v in sorted(status.items())},
     }
 
 
-def _loadgen(port: int, bodies: list[bytes], concurrency: int, duration_s: float, out: Any) -> None:
+def _loadgen(
+    port: int, bodies: list[bytes], concurrency: int, duration_s: float, out: Any, pin: bool = False
+) -> None:
     import uvloop
+
+    if pin:
+        os.sched_setaffinity(0, {1})
 
     out.put(uvloop.run(_load(port, bodies, concurrency, duration_s)))
 
@@ -197,6 +205,25 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60)
     raise RuntimeError("server did not become ready")
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (granian forks a worker)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
+    tree, total = {pid}, 0.0
+    for _ in range(4):  # a few generations deep is plenty
+        tree |= {p for p, (ppid, _) in stats.items() if ppid in tree}
+    total = sum(stats[p][1] for p in tree if p in stats)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_stack(app: str, server: str, fsync: bool, bodies: list[bytes], args: Any) -> dict[str, Any]:
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="hotshelf-bench-server-") as data_dir:
@@ -206,21 +233,16 @@ def run_stack(app: str, server: str, fsync: bool, bodies: list[bytes], args: Any
         ]  # fmt: skip
         env = {**os.environ, ENV_CONFIG: json.dumps(overrides)}
         if server == "uvicorn":
-            cmd = [
-                sys.executable,
-                "-m",
-                "benchmarks.bench_server",
-                "--serve",
-                app,
-                "--port",
-                str(port),
-            ]
+            cmd = [sys.executable, "-m", "benchmarks.bench_server", "--serve", app]
+            cmd += ["--port", str(port)]
         else:
             cmd = [
                 sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
                 "--workers", "1", "--port", str(port), "--no-ws", "--log-level", "warning",
                 "--factory", f"benchmarks.bench_server:{app}_app",
             ]  # fmt: skip
+        if args.pin:
+            cmd = ["taskset", "-c", "0", *cmd]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
         try:
             ready_s = _wait_ready(port, proc)
@@ -229,22 +251,28 @@ def run_stack(app: str, server: str, fsync: bool, bodies: list[bytes], args: Any
             warm.get()
             queue = mp.Queue()  # type: ignore[var-annotated]
             worker = mp.Process(
-                target=_loadgen, args=(port, bodies, args.concurrency, args.duration, queue)
+                target=_loadgen,
+                args=(port, bodies, args.concurrency, args.duration, queue, args.pin),
             )
+            cpu_before = _tree_cpu_s(proc.pid)
             worker.start()
             result: dict[str, Any] = queue.get(timeout=args.duration + 60)
+            cpu = _tree_cpu_s(proc.pid) - cpu_before
             worker.join()
         finally:
             proc.terminate()
             proc.wait(timeout=30)
     result["ready_after_s"] = round(ready_s, 2)
+    events = result["events_per_s"] * args.duration
+    # Server CPU per event holds up on a busy machine far better than throughput does.
+    result["server_cpu_us_per_event"] = round(cpu / events * 1e6, 2) if events else None
     return result
 
 
-def make_bodies(count: int) -> list[bytes]:
+def make_bodies(count: int, batch: int = BATCH) -> list[bytes]:
     bodies = []
     for seed in range(count):
-        lines = make_body(BATCH, seed).split(b"\n")
+        lines = make_body(batch, seed).split(b"\n")
         bodies.append(
             b"\n".join(
                 line.replace(b'"event_id":"', b'"event_id":"%s-%03d-' % (PLACEHOLDER, i), 1)
@@ -259,27 +287,44 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--only", help="run one stack, e.g. bare+uvicorn")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per stack (medians)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="events per request")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on CPU 0, load generator on CPU 1 (taskset)"
+    )
     parser.add_argument("--serve", choices=["bare", "starlette"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_uvicorn(args.serve, args.port)
         return
-    bodies = make_bodies(200)
+    bodies = make_bodies(200, args.batch)
     results: dict[str, Any] = {
         "benchmark": "server",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "params": {"batch": BATCH, "concurrency": args.concurrency, "duration_s": args.duration},
+        "params": {
+            "batch": args.batch,
+            "concurrency": args.concurrency,
+            "duration_s": args.duration,
+            "pinned": args.pin,
+        },
         "runs": {},
     }
-    for fsync in (False, True):
-        for app in ("bare", "starlette"):
-            for server in ("uvicorn", "granian"):
-                name = f"{app}+{server}"
-                if args.only and args.only != name:
-                    continue
-                key = f"{name}/fsync={'on' if fsync else 'off'}"
-                results["runs"][key] = run_stack(app, server, fsync, bodies, args)
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for _ in range(args.repeat):  # round robin, so a noisy minute hits every stack alike
+        for fsync in (False, True):
+            for app in ("bare", "starlette"):
+                for server in ("uvicorn", "granian"):
+                    name = f"{app}+{server}"
+                    if args.only and args.only != name:
+                        continue
+                    key = f"{name}/fsync={'on' if fsync else 'off'}"
+                    samples.setdefault(key, []).append(run_stack(app, server, fsync, bodies, args))
+    for key, runs in samples.items():
+        best = {
+            k: statistics.median(r[k] for r in runs) for k in _MEDIANS if runs[0][k] is not None
+        }
+        results["runs"][key] = {**best, "repeats": len(runs), "status": runs[0]["status"]}
     for key, run in results["runs"].items():
         base = results["runs"].get("bare+uvicorn/" + key.split("/")[1])
         if base and base["events_per_s"]:

@@ -4,6 +4,14 @@ Each subcommand lives in its own module and registers itself on ``app``; importi
 them here is what puts them on the command line.
 """
 
+from hotshelf.cli import (  # noqa: F401  importing registers the commands
+    _demo,
+    _ingest,
+    _items,
+    _log_cmds,
+    _serve,
+    _simulate,
+)
 from hotshelf.cli._app import app, main
 
 __all__ = ["app", "main"]

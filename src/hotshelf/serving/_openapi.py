@@ -1,0 +1,148 @@
+"""The OpenAPI 3.1 document, built from the msgspec JSON schemas of the API's types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from hotshelf import __version__
+from hotshelf.events import Event, Item
+from hotshelf.serving._schemas import ErrorBody, EventsAccepted, Health, ItemsAccepted, Readiness
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed request",
+        404: "Not found",
+        409: "An event id is being written by a concurrent request; retry",
+        413: "Body, batch or property limits exceeded",
+        415: "Unsupported Content-Type",
+        422: "Invalid input; `problems` lists every bad field with its JSON path",
+        503: "Starting, stopping, or the log is unavailable",
+    }
+    err = {"$ref": _REF.format(name="ErrorBody")}
+    return {str(s): {"description": reasons[s], "content": _json(err)} for s in statuses}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API description served at ``/openapi.json``."""
+    (event, events, item, items, accepted, items_ok, error, health, ready), components = (
+        msgspec.json.schema_components(
+            [Event, list[Event], Item, list[Item], EventsAccepted, ItemsAccepted, ErrorBody,
+             Health, Readiness],
+            ref_template=_REF,
+        )
+    )  # fmt: skip
+    del error  # referenced through _errors
+    paths: dict[str, Any] = {
+        "/v1/events": {
+            "post": {
+                "summary": "Ingest clickstream events",
+                "description": (
+                    "One event, a JSON array, or NDJSON (one event per line). All or nothing: "
+                    "one invalid event rejects the whole request. Answers once the events "
+                    "are durable; events whose event_id was already stored are acknowledged "
+                    "as duplicates and not stored again, so retries are safe."
+                ),
+                "operationId": "postEvents",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"oneOf": [event, events]}},
+                        "application/x-ndjson": {"schema": event},
+                    },
+                },
+                "responses": {
+                    "200": {"description": "Durably stored", "content": _json(accepted)},
+                    **_errors(409, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/v1/items": {
+            "post": {
+                "summary": "Add or replace catalog items",
+                "operationId": "postItems",
+                "requestBody": {
+                    "required": True,
+                    "content": _json({"oneOf": [item, items]}),
+                },
+                "responses": {
+                    "200": {"description": "Durably stored", "content": _json(items_ok)},
+                    **_errors(413, 415, 422, 503),
+                },
+            }
+        },
+        "/v1/items/{item_id}": {
+            "get": {
+                "summary": "One catalog item",
+                "operationId": "getItem",
+                "parameters": [
+                    {
+                        "name": "item_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The item", "content": _json(item)},
+                    **_errors(404, 503),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process answers",
+                "operationId": "healthz",
+                "responses": {"200": {"description": "Alive", "content": _json(health)}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: logs open, catalog caught up, damage found at recovery",
+                "operationId": "readyz",
+                "responses": {
+                    "200": {"description": "Ready", "content": _json(ready)},
+                    "503": {"description": "Not ready", "content": _json(ready)},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": _json({})}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hotshelf",
+            "version": __version__,
+            "description": "Real-time recommendations for online stores.",
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }
