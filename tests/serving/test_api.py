@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hotshelf.config import LogConfig
+from hotshelf.config import Config, LogConfig
 from hotshelf.events import decode_stored_event
 from hotshelf.log import FileLog
 from tests.serving.api import JSON, NDJSON, Api, make_config, ndjson, view
@@ -301,3 +301,26 @@ def test_failed_startup_releases_the_logs(start_api: Callable[..., Api], tmp_pat
     with FileLog(config.data_path / "log" / "events", LogConfig(fsync=False)) as log:
         assert log.end_offset == 0
     assert start_api().client.get("/readyz").status_code == 200
+
+
+def test_service_retention_trims_events_but_never_the_catalog(tmp_path: Path) -> None:
+    from hotshelf.serving import Service
+
+    cfg = Config(
+        data_dir=str(tmp_path),
+        log=LogConfig(retention_hours=None, retention_bytes=1, segment_max_bytes=512),
+    )
+    service = Service(cfg)
+    service.start()
+    try:
+        assert service.events_log is not None
+        assert service.catalog_log is not None
+        for i in range(20):
+            service.events_log.append([b"e%03d" % i * 40])
+            service.catalog_log.append([b"c%03d" % i * 40])
+        assert service.apply_retention() > 0
+        assert service.events_log.start_offset > 0
+        assert service.catalog_log.start_offset == 0
+    finally:
+        service.close()
+    assert service.apply_retention() == 0  # closed: nothing to do, no error

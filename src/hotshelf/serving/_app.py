@@ -8,6 +8,8 @@ response never carries a stack trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
 from typing import Any
 
@@ -31,6 +33,8 @@ from hotshelf.serving._service import Service
 __all__ = ["HotshelfApp", "create_app"]
 
 _logger = get_logger("hotshelf.serving")
+# How often the events log drops segments past retention (cheap when nothing is due).
+RETENTION_INTERVAL_S = 60.0
 _access = get_logger("hotshelf.access")
 _UNMATCHED = "<unmatched>"  # route label for unknown paths: keeps metric cardinality bounded
 
@@ -68,6 +72,7 @@ class HotshelfApp:
         ):
             self.router.add(template, method, handler)
         self._openapi_body = json_response(openapi_document()).body
+        self._retention: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -82,9 +87,27 @@ class HotshelfApp:
     async def startup(self) -> None:
         """Open the logs (off the event loop: recovery and the dedup rebuild read disk)."""
         await asyncio.to_thread(self.service.start)
+        # What start-up loaded (modules, the catalog, the dedup window) lives as long as
+        # the process; frozen, the collector stops re-scanning it on full collections.
+        gc.collect()
+        gc.freeze()
+        self._retention = asyncio.create_task(self._retention_loop())
 
     async def shutdown(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         await asyncio.to_thread(self.service.close)
+
+    async def _retention_loop(self) -> None:
+        """Apply log retention now and then, off the event loop; a failure is logged, not fatal."""
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.service.apply_retention)
+            except Exception:
+                _logger.exception("log.retention_failed")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -112,6 +112,17 @@ class Service:
         for damage in self.damage:
             _logger.warning("log.damage_found", **msgspec.structs.asdict(damage))
 
+    def apply_retention(self) -> int:
+        """Drop events past the configured age/size (the catalog is never trimmed)."""
+        log = self.events_log
+        if log is None or self._closing:
+            return 0
+        dropped = log.apply_retention()
+        if dropped:
+            _logger.info("log.retention", topic="events", dropped=dropped,
+                         start_offset=log.start_offset)  # fmt: skip
+        return dropped
+
     def close(self) -> None:
         """Close both logs (appends in flight are written first)."""
         self._closing = True
