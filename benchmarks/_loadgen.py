@@ -2,19 +2,30 @@
 
 httpx/aiohttp cost more CPU per request than the server under test, so this client
 speaks just enough HTTP/1.1 over asyncio (keep-alive, Content-Length responses) to
-measure the server rather than itself. Runs in its own process so it gets its own
-core. Every request is bounded by the run's duration and a request cap.
+measure the server rather than itself. ``benchmarks._servers.load_in_process`` runs
+it in its own process so it gets its own core. Every run is bounded by its duration
+and a request cap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import statistics
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["LoadResult", "percentile", "run_closed_loop"]
+__all__ = ["PLACEHOLDER", "LoadResult", "LoadSpec", "medians", "percentile", "run_closed_loop"]
 
 PLACEHOLDER = b"@@REQID@@@@@"  # 12 bytes, replaced by a unique hex id per request
+
+# Next request number per process. The pid in the top bits keeps processes apart and
+# the count carries on across runs, so no two requests of a benchmark (warm-up
+# included) send the same event ids: the server's dedup window would drop them.
+_next_request: dict[int, int] = {}
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -25,6 +36,37 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return float(sorted_values[rank - 1])
 
 
+def medians(runs: Sequence[Mapping[str, Any]], keys: Iterable[str]) -> dict[str, float]:
+    """Median of each ``key`` over repeated runs; keys not numeric in every run are left out."""
+    out: dict[str, float] = {}
+    for key in keys:
+        values = [run.get(key) for run in runs]
+        numbers = [float(v) for v in values if isinstance(v, int | float)]
+        if runs and len(numbers) == len(values):
+            out[key] = round(statistics.median(numbers), 3)
+    return out
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to send where: ``bodies`` round robin over ``concurrency`` connections."""
+
+    port: int
+    bodies: list[bytes]
+    concurrency: int = 16
+    duration_s: float = 5.0
+    max_requests: int = 10_000_000
+    path: str = "/v1/events"
+    host: str = "127.0.0.1"
+    content_type: str = "application/x-ndjson"
+
+    def warm_up(self) -> LoadSpec:
+        """A short, light run of the same requests."""
+        return dataclasses.replace(
+            self, bodies=self.bodies[-20:], concurrency=4, duration_s=0.5, max_requests=200
+        )
+
+
 @dataclass
 class LoadResult:
     requests: int = 0
@@ -33,28 +75,33 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
 
-    def summary(self, events_per_request: int) -> dict[str, float | int | dict[str, int]]:
+    def summary(self, events_per_request: int) -> dict[str, Any]:
         lat = sorted(x * 1000.0 for x in self.latencies_s)
         ok = self.status.get(200, 0)
+        per_s = ok / self.elapsed_s if self.elapsed_s else 0.0
         return {
             "requests": self.requests,
             "ok_requests": ok,
             "errors": self.errors,
             "status": {str(k): v for k, v in sorted(self.status.items())},
             "elapsed_s": round(self.elapsed_s, 3),
-            "requests_per_s": round(ok / self.elapsed_s, 1) if self.elapsed_s else 0.0,
-            "events_per_s": round(ok * events_per_request / self.elapsed_s, 1)
-            if self.elapsed_s
-            else 0.0,
+            "requests_per_s": round(per_s, 1),
+            "events_per_s": round(per_s * events_per_request, 1),
             "ack_p50_ms": round(percentile(lat, 50), 3),
             "ack_p99_ms": round(percentile(lat, 99), 3),
             "ack_max_ms": round(lat[-1], 3) if lat else 0.0,
         }
 
 
+@dataclass
+class _Progress:
+    first: int  # request number of this run's first request
+    deadline: float
+    sent: int = 0
+
+
 async def _read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -62,28 +109,20 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(value)
     if length:
         await reader.readexactly(length)
-    return status
+    return int(head[9:12])
 
 
-async def _worker(
-    host: str,
-    port: int,
-    path: str,
-    bodies: list[bytes],
-    counter: list[int],
-    deadline: float,
-    max_requests: int,
-    result: LoadResult,
-    content_type: str,
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+async def _worker(spec: LoadSpec, progress: _Progress, result: LoadResult) -> None:
+    reader, writer = await asyncio.open_connection(spec.host, spec.port)
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+        f"POST {spec.path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+        f"Content-Type: {spec.content_type}\r\n"
     ).encode()
+    bodies = spec.bodies
     try:
-        while time.perf_counter() < deadline and counter[0] < max_requests:
-            n = counter[0]
-            counter[0] += 1
+        while time.perf_counter() < progress.deadline and progress.sent < spec.max_requests:
+            n = progress.first + progress.sent
+            progress.sent += 1
             body = bodies[n % len(bodies)].replace(PLACEHOLDER, b"%012x" % n)
             start = time.perf_counter()
             writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
@@ -99,53 +138,32 @@ async def _worker(
         writer.close()
 
 
-async def _run(
-    host: str,
-    port: int,
-    path: str,
-    bodies: list[bytes],
-    concurrency: int,
-    duration_s: float,
-    max_requests: int,
-    content_type: str,
-) -> LoadResult:
+async def _run(spec: LoadSpec) -> LoadResult:
+    pid = os.getpid()
     result = LoadResult()
-    counter = [0]
     start = time.perf_counter()
-    deadline = start + duration_s
-    await asyncio.gather(
-        *(
-            _worker(host, port, path, bodies, counter, deadline, max_requests, result, content_type)
-            for _ in range(concurrency)
-        )
-    )
+    progress = _Progress(_next_request.get(pid, pid << 32), start + spec.duration_s)
+    try:
+        await asyncio.gather(*(_worker(spec, progress, result) for _ in range(spec.concurrency)))
+    finally:
+        _next_request[pid] = progress.first + progress.sent
     result.elapsed_s = time.perf_counter() - start
     return result
 
 
-def run_closed_loop(
-    host: str,
-    port: int,
-    path: str,
-    bodies: list[bytes],
-    *,
-    concurrency: int,
-    duration_s: float,
-    max_requests: int,
-    content_type: str = "application/x-ndjson",
-) -> LoadResult:
-    """``concurrency`` connections each send requests back to back until time or count runs out.
-
-    Each body may contain ``PLACEHOLDER`` (event-id prefixes): it is replaced by the
-    request number so every request carries fresh idempotency keys.
-    """
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     try:
         import uvloop
-
-        factory = uvloop.new_event_loop
     except ImportError:
-        factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(
-            _run(host, port, path, bodies, concurrency, duration_s, max_requests, content_type)
-        )
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def run_closed_loop(spec: LoadSpec) -> LoadResult:
+    """Each connection sends requests back to back until time or the request cap runs out.
+
+    ``PLACEHOLDER`` in a body (event-id prefixes) is replaced by a request number unique
+    to this process and run, so every request carries fresh idempotency keys.
+    """
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_run(spec))
