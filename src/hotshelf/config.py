@@ -165,7 +165,7 @@ def load_config(
     overrides: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Build the configuration from defaults, a TOML file, the environment and ``key=value`` overrides."""
+    """The configuration from defaults, a TOML file, the environment and ``key=value`` overrides."""
     environ = os.environ if environ is None else environ
     tree: dict[str, Any] = {}
     file = Path(path) if path else None
