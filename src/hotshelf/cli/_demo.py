@@ -58,6 +58,17 @@ class _Client:
         except ValueError:
             return response.status, raw.decode(errors="replace")
 
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _ready(port: int) -> bool:
+    client = _Client(port)
+    try:
+        return client.call("GET", "/readyz")[0] == 200
+    finally:
+        client.close()
+
 
 def _fresh_dir(path: Path) -> None:
     """Empty a directory the demo made before; refuse to touch anything else."""
@@ -90,7 +101,7 @@ def _start_server(data_dir: Path, port: int, overrides: list[str]) -> subprocess
         if proc.poll() is not None:
             raise UnavailableError(f"the server exited with code {proc.returncode}")
         try:
-            if _Client(port).call("GET", "/readyz")[0] == 200:
+            if _ready(port):
                 return proc
         except OSError:
             time.sleep(0.1)
@@ -198,8 +209,8 @@ def demo(
         sim = StoreSimulator(SimConfig(seed=seed, start_ms=now_ms - int(duration_s * 1000)))
         console.rule("[bold]hotshelf demo")
         proc = _start_server(data_dir, port, list(overrides or []))
+        client = _Client(port)
         try:
-            client = _Client(port)
             sent, seconds = _load(client, sim, events)
             console.print(
                 f"ingested {sent:,} events durably in {seconds:.1f} s "
@@ -208,6 +219,7 @@ def demo(
             _examples(client, sim)
             _serve_until(proc, port, cfg.data_path, exit_after)
         finally:
+            client.close()
             proc.terminate()
             proc.wait(timeout=30)
         _verify(cfg)
