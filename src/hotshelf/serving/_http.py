@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -53,6 +54,14 @@ class Request:
         self.path: str = scope["path"]
         self.path_params: dict[str, str] = {}
 
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters (the last value wins when a name repeats)."""
+        raw = self.scope.get("query_string", b"")
+        if not raw:
+            return {}
+        return dict(parse_qsl(bytes(raw).decode("latin-1"), keep_blank_values=True))
+
     def header(self, name: bytes) -> str | None:
         """The first value of header ``name`` (lower-case bytes), decoded as latin-1."""
         for key, value in self.scope["headers"]:
@@ -80,6 +89,36 @@ class Request:
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Template:
+    """``/prefix/{param}/suffix`` split into its literal segments and the parameter name."""
+
+    __slots__ = ("methods", "param", "prefix", "suffix", "template")
+
+    def __init__(self, template: str, methods: dict[str, Handler]) -> None:
+        parts = template.strip("/").split("/")
+        params = [i for i, part in enumerate(parts) if part.startswith("{")]
+        if len(params) != 1:
+            raise ValueError(f"route {template!r} must have exactly one {{parameter}}")
+        at = params[0]
+        self.template = template
+        self.methods = methods
+        self.param = parts[at][1:-1]
+        self.prefix = parts[:at]
+        self.suffix = parts[at + 1 :]
+
+    def match(self, segments: list[str]) -> str | None:
+        """The parameter's value if ``segments`` fit this template."""
+        fixed = len(self.prefix) + len(self.suffix)
+        if len(segments) <= fixed:
+            return None
+        if segments[: len(self.prefix)] != self.prefix:
+            return None
+        if self.suffix and segments[len(segments) - len(self.suffix) :] != self.suffix:
+            return None
+        value = "/".join(segments[len(self.prefix) : len(segments) - len(self.suffix)])
+        return value or None
 
 
 class Response:
@@ -116,38 +155,43 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Router:
-    """Exact paths, plus prefixes whose remainder is one path parameter.
+    """Exact paths (one dict lookup), plus templates with one ``{param}``.
 
-    ``add("/v1/items/{item_id}", ...)`` matches ``/v1/items/<anything non-empty>``.
+    The parameter takes everything between the template's literal prefix and suffix,
+    slashes included, so ids like ``sku/3`` work: ``/v1/items/{item_id}`` matches
+    ``/v1/items/sku/3`` and ``/v1/items/{item_id}/related`` matches
+    ``/v1/items/sku/3/related``. Templates with more literal segments are tried first.
     """
 
     def __init__(self) -> None:
         self._exact: dict[str, tuple[str, dict[str, Handler]]] = {}
-        self._prefixes: list[tuple[str, str, str, dict[str, Handler]]] = []
+        self._templates: list[_Template] = []
 
     def add(self, template: str, method: str, handler: Handler) -> None:
-        if template.endswith("}"):
-            prefix, _, param = template[:-1].rpartition("{")
-            for known_prefix, _, _, methods in self._prefixes:
-                if known_prefix == prefix:
-                    methods[method] = handler
-                    return
-            self._prefixes.append((prefix, template, param, {method: handler}))
-        else:
+        if "{" not in template:
             self._exact.setdefault(template, (template, {}))[1][method] = handler
+            return
+        for known in self._templates:
+            if known.template == template:
+                known.methods[method] = handler
+                return
+        self._templates.append(_Template(template, {method: handler}))
+        self._templates.sort(key=lambda t: -(len(t.prefix) + len(t.suffix)))
 
     def match(self, path: str) -> tuple[str, dict[str, Handler], dict[str, str]] | None:
         """(route template, handlers by method, path parameters), or None."""
         found = self._exact.get(path)
         if found is not None:
             return found[0], found[1], {}
-        for prefix, template, param, methods in self._prefixes:
-            if path.startswith(prefix) and len(path) > len(prefix):
-                return template, methods, {param: path[len(prefix) :]}
+        segments = path.strip("/").split("/")
+        for template in self._templates:
+            value = template.match(segments)
+            if value is not None:
+                return template.template, template.methods, {template.param: value}
         return None
 
     def templates(self) -> list[tuple[str, list[str]]]:
         """Every route and its methods, for the OpenAPI document."""
         out = [(t, sorted(m)) for t, m in self._exact.values()]
-        out += [(t, sorted(m)) for _, t, _, m in self._prefixes]
+        out += [(t.template, sorted(t.methods)) for t in self._templates]
         return out
