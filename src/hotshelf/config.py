@@ -15,7 +15,9 @@ box with no external server.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -87,13 +89,103 @@ class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     windows_s: list[float] = msgspec.field(default_factory=lambda: [3600.0, 86400.0, 604800.0])
     top_k: int = 100
     snapshot_interval_s: float = 5.0
+    snapshot_every_records: int = 1_000_000  # ... or after this many records, whichever is first
+    # the longest window's trend is measured against a baseline this long (28 d)
+    trend_baseline_s: float = 28 * 86400.0
+    # units one visitor adds to an item per funnel step; a visitor counts once, at its deepest
+    event_weights: dict[str, int] = msgspec.field(
+        default_factory=lambda: {"view": 1, "click": 2, "add_to_cart": 5, "purchase": 10}
+    )
+    min_support: float = 5.0  # decayed units an item needs in a window before it can trend
+    trend_smoothing: float = 5.0  # added to the expected units in the trend score's denominator
+    visitor_horizon_s: float = 3600.0  # a visitor counts once per item in this much event time
+    ip_visitor_cap: int = 3  # visitors counted per item per IP hash per horizon
+    max_visitor_pairs: int = 1_000_000  # (visitor, item) and (IP, item) pairs remembered
+    spike_interval_s: float = 60.0  # the spike guard counts new visitors per item per interval
+    spike_history: int = 30  # intervals of history behind the guard's median/MAD
+    spike_floor: int = 20  # new visitors per interval an item may always gain
+    spike_mads: float = 3.0  # more than median + this many (scaled) MADs is a spike
+    max_spike_items: int = 200_000  # items the spike guard tracks
+    sketch_capacity: int = 2000  # heavy-hitter counters per column of a roll-up segment
+    segment_sketch_capacity: int = 200  # ... of a location x device x category segment
+    max_segments: int = 10_000  # segments kept; events of newer ones count in roll-ups only
+    history_length: int = 20  # items kept per list (viewed, carted, bought) per user/session
+    max_sessions: int = 200_000  # session histories kept, least recently active dropped first
+    max_users: int = 200_000  # user histories kept, least recently active dropped first
+    co_window: int = 3  # a new item in a session is paired with this many before it
+    related_capacity: int = 50  # co-engagement counters per item and kind
+    max_related_items: int = 100_000  # items with co-engagement lists, per kind
+    catalog_grace_ms: int = 200  # how long a catalog append may take to become readable
+    freshness_samples: int = 10_000  # recent freshness samples kept for percentiles
+
+    def __post_init__(self) -> None:
+        if not self.windows_s or min(self.windows_s) <= 0:
+            raise ValueError("stream.windows_s needs at least one positive window")
+        if self.trend_baseline_s <= max(self.windows_s):
+            raise ValueError("stream.trend_baseline_s must be longer than the longest window")
+        steps = {"view", "click", "add_to_cart", "purchase"}
+        weights = self.event_weights
+        if set(weights) - steps or not all(0 <= w < 1 << 15 for w in weights.values()):
+            raise ValueError(f"stream.event_weights: keys among {sorted(steps)}, 0 <= w < 32768")
+        counts = (
+            "top_k", "snapshot_every_records", "ip_visitor_cap", "max_visitor_pairs",
+            "spike_history", "max_spike_items", "sketch_capacity", "segment_sketch_capacity",
+            "max_segments", "history_length", "max_sessions", "max_users", "co_window",
+            "related_capacity", "max_related_items", "freshness_samples",
+        )  # fmt: skip
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"stream.{name} must be at least 1")
 
 
 class BotConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Bot filtering ahead of aggregation."""
+    """Bot filtering ahead of aggregation (``hotshelf.stream.BotFilter``)."""
 
     enabled: bool = True
+    # exact IP addresses; the log keeps only hashes, so CIDR ranges cannot be matched
     deny_ips: list[str] = msgspec.field(default_factory=list)
+    # ip_hash values (hex) as the log and GET /v1/bots show them
+    deny_ip_hashes: list[str] = msgspec.field(default_factory=list)
+    # more bot user-agent regexes (case-insensitive), on top of the built-in list
+    extra_user_agents: list[str] = msgspec.field(default_factory=list)
+    flag_empty_user_agent: bool = True  # events without a user agent count as bots
+    max_tracked: int = 100_000  # visitors kept per key kind; the least recently seen go first
+    flag_ttl_s: float = 900.0  # a flag lasts this long (event time) after its last evidence
+    max_events_per_s: int = 20  # this many events in a row, each < 1/this s apart: impossible
+    ip_share: int = 5  # IP rate thresholds are this many times a cookie's (NAT, offices)
+    rate_window_s: float = 10.0  # sliding event-time window of the rate and click-spam checks
+    rate_max_events: int = 40  # more events than this in the window flags a visitor
+    spam_min_repeats: int = 8  # this many item events on the last 3 items in the window: spam
+    regular_gaps: int = 5  # regularity is judged over a visitor's last this many gaps ...
+    regular_max_cv: float = 0.03  # ... flagged when their coefficient of variation is this or less
+    regular_min_gap_s: float = 2.0  # ... and all are this long (a shorter gap starts over)
+    funnel_window_s: float = 3600.0  # the funnel's view count halves every this many seconds
+    funnel_min_views: int = 150  # this many views (so counted) with no cart or purchase: bot
+    ua_cache_size: int = 10_000  # user agents whose rule verdict is cached
+
+    def __post_init__(self) -> None:
+        counts: tuple[str, ...] = ("max_tracked", "max_events_per_s", "ip_share", "rate_max_events")
+        counts += ("spam_min_repeats", "regular_gaps", "funnel_min_views", "ua_cache_size")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"bots.{name} must be at least 1")
+        for name in ("flag_ttl_s", "rate_window_s", "funnel_window_s", "regular_min_gap_s"):
+            if not getattr(self, name) >= 0.001:
+                raise ValueError(f"bots.{name} must be at least 0.001")
+        if not self.regular_max_cv >= 0.0:
+            raise ValueError("bots.regular_max_cv must be at least 0")
+        for ip in self.deny_ips:
+            if "/" in ip:
+                raise ValueError(
+                    f"bots.deny_ips: {ip!r} is a range; the log stores only IP hashes, "
+                    "so only exact addresses can be matched"
+                )
+            ipaddress.ip_address(ip.strip())  # ValueError names the bad address
+        for pattern in self.extra_user_agents:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bots.extra_user_agents: {pattern!r}: {exc}") from None
 
 
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,0 +1,110 @@
+"""Co-engagement: items viewed, carted or bought together within sessions.
+
+When a session engages with an item new to its list of that kind, the item is
+paired with the last ``co_window`` items of the list, both ways; a purchase also
+pairs the items bought together. Each item keeps its partners as Misra-Gries counters
+(``_sketch.decrement_prune``) of ``related_capacity``: the top partners are kept,
+each count at most (pairings of the item) / (capacity + 1) below the truth. Items
+past ``max_related_items`` per kind are dropped least recently paired first (by the
+event time of their latest pairing, ties by id).
+
+Per item the counters are a plain ``dict[str, int]`` and the bookkeeping lives in
+other int-valued dicts, so the cyclic GC does not track any of it.
+
+Memory: at most ``3 * max_related_items * 2 * related_capacity`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hotshelf.stream._bounded import keep_after_trim, trim_oldest
+from hotshelf.stream._sketch import decrement_prune
+
+__all__ = ["KINDS", "CoEngagement"]
+
+KINDS = ("viewed", "carted", "bought")
+
+
+class _Kind:
+    """Partners per item for one kind, when each item was last paired, and its Δ."""
+
+    __slots__ = ("decrement", "last_s", "partners")
+
+    def __init__(self) -> None:
+        self.partners: dict[str, dict[str, int]] = {}
+        self.last_s: dict[str, int] = {}
+        self.decrement: dict[str, int] = {}  # only items that were pruned
+
+
+class CoEngagement:
+    """Top partners per item for each kind in ``KINDS``."""
+
+    def __init__(self, capacity: int, max_items: int) -> None:
+        self._capacity = capacity
+        self._limit = 2 * capacity
+        self._max_items = max_items
+        self.kinds = tuple(_Kind() for _ in KINDS)
+
+    def _new(self, kind: _Kind, item: str, t_s: int) -> dict[str, int]:
+        if len(kind.partners) >= self._max_items:
+            for dropped in trim_oldest(kind.last_s, int, keep_after_trim(self._max_items)):
+                del kind.partners[dropped]
+                kind.decrement.pop(dropped, None)
+        kind.last_s[item] = t_s
+        counters: dict[str, int] = {}
+        kind.partners[item] = counters
+        return counters
+
+    def _bump(self, kind: _Kind, item: str, other: str, t_s: int) -> None:
+        counters = kind.partners.get(item)
+        if counters is None:
+            counters = self._new(kind, item, t_s)
+        else:
+            kind.last_s[item] = t_s
+        have = counters.get(other)
+        if have is not None:
+            counters[other] = have + 1
+            return
+        counters[other] = 1
+        if len(counters) > self._limit:
+            kept, delta = decrement_prune(counters, self._capacity)
+            kind.partners[item] = kept
+            kind.decrement[item] = kind.decrement.get(item, 0) + delta
+
+    def pair(self, which: int, item: str, others: Sequence[str], t_s: int) -> None:
+        """Count ``item`` together with each of ``others`` (both ways)."""
+        kind = self.kinds[which]
+        bump = self._bump
+        for other in others:
+            if other != item:
+                bump(kind, item, other, t_s)
+                bump(kind, other, item, t_s)
+
+    def related(self, which: int, item: str, k: int) -> list[tuple[str, int]]:
+        """Up to ``k`` partners of ``item`` with their (lower-bound) counts, best first."""
+        counters = self.kinds[which].partners.get(item, {})
+        return sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+    def __len__(self) -> int:
+        return sum(len(kind.partners) for kind in self.kinds)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            name: {
+                item: [kind.last_s[item], kind.decrement.get(item, 0), counters]
+                for item, counters in kind.partners.items()
+            }
+            for name, kind in zip(KINDS, self.kinds, strict=True)
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.kinds = tuple(_Kind() for _ in KINDS)
+        for name, kind in zip(KINDS, self.kinds, strict=True):
+            for item, (last_s, decrement, counters) in state[name].items():
+                key = str(item)
+                kind.partners[key] = {str(k): int(v) for k, v in counters.items()}
+                kind.last_s[key] = int(last_s)
+                if decrement:
+                    kind.decrement[key] = int(decrement)

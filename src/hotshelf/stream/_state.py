@@ -1,0 +1,326 @@
+"""``StreamState``: everything the stream processor derives from the events log.
+
+One ``apply`` per event, in log order, updates:
+
+* event counts per type (bots included, and bots apart);
+* per segment (location x device x category), counts per type of item engagements;
+* trend units per item and segment over every window (``_trending``), admitted by
+  the contribution gate (``_admission``): distinct visitors, per-visitor and per-IP
+  caps, spike guard;
+* co-engagement within sessions (``_coengagement``) and recent history per user and
+  session (``_history``);
+* a heavy-hitter table of engagement events per item.
+
+Bot-flagged events are counted and then ignored. The state is a function of the
+events applied, in order: integer arithmetic only, bounded tables that evict by event
+time with ties broken by key, and no dependence on dict order or the wall clock. So
+``to_state`` of a state rebuilt from the log is byte-identical to that of the live one
+(``_snapshot`` explains why dict order is safe to keep), and ``from_state`` continues
+exactly where it left off.
+
+Memory is bounded by the ``[stream]`` settings. With W = len(windows_s) + 1 columns,
+c_r = sketch_capacity, c_s = segment_sketch_capacity, L/D/C the locations, devices and
+top-level categories seen (S = segments kept <= max_segments + D*C):
+
+    trend counters   <= (W + 1) * (c_s * S + c_r * (1 + L + D*C))   one int row each
+    visitor pairs    <= 2 * max_visitor_pairs                       (visitor, item) + (IP, item)
+    spike guard      <= max_spike_items * (spike_history + 3) ints
+    history          <= (max_sessions + max_users) * 3 * history_length item ids
+    co-engagement    <= 3 * max_related_items * 2 * related_capacity counters
+    item counts      <= 2 * sketch_capacity
+    (+ the processor's item -> category map: one entry per catalog item)
+
+Not thread-safe: the processor serialises ``apply`` and queries with a lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import msgspec
+
+from hotshelf.config import StreamConfig
+from hotshelf.errors import ValidationError
+from hotshelf.events import EventType, StoredEvent
+from hotshelf.stream._admission import ContributionGate
+from hotshelf.stream._coengagement import KINDS, CoEngagement
+from hotshelf.stream._history import BOUGHT, CARTED, VIEWED, History, RecentHistory
+from hotshelf.stream._sketch import HeavyHitters
+from hotshelf.stream._trending import ANY, NO_VALUE, TrendIndex, device_key
+
+__all__ = ["Counts", "ItemScore", "StreamState"]
+
+STATE_VERSION = 1
+EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
+_PURCHASE = EVENT_TYPES.index(EventType.PURCHASE)
+_LIST_OF: dict[EventType, int] = {
+    EventType.VIEW: VIEWED,
+    EventType.CLICK: VIEWED,
+    EventType.ADD_TO_CART: CARTED,
+    EventType.PURCHASE: BOUGHT,
+}
+
+
+class _Step(NamedTuple):
+    """How one event type is applied: its counter, its weight (-1: no item) and list."""
+
+    counter: int
+    weight: int
+    recent: int
+
+
+CategoryOf = Callable[[str], "tuple[str, ...] | None"]
+
+
+class ItemScore(msgspec.Struct, frozen=True):
+    """An item and its score: decayed units (popular), z-score (trending) or a count."""
+
+    item_id: str
+    score: float
+
+
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    """Event counts: all events and bot events per type, item engagements per type in the
+    asked segment, and the most engaged-with items (lower bounds)."""
+
+    events: dict[str, int]
+    bot_events: dict[str, int]
+    segment: dict[str, int]
+    top_items: list[ItemScore]
+
+
+def _named(counts: list[int]) -> dict[str, int]:
+    return {t.value: n for t, n in zip(EVENT_TYPES, counts, strict=True)}
+
+
+class StreamState:
+    """Trending/popular per segment, co-engagement, history and counts, from the log."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self._trends = TrendIndex(config, len(EVENT_TYPES))
+        self._gate = ContributionGate(config)
+        self._history = RecentHistory(config.history_length, config.max_sessions, config.max_users)
+        self._co = CoEngagement(config.related_capacity, config.max_related_items)
+        self._items = HeavyHitters(config.sketch_capacity)
+        self._events = [0] * len(EVENT_TYPES)
+        self._bots = [0] * len(EVENT_TYPES)
+        self._now_ms = 0
+        self._co_window = config.co_window
+        weights = config.event_weights
+        self._steps = {
+            t: _Step(i, weights.get(t.value, 0), _LIST_OF[t]) if t in _LIST_OF else _Step(i, -1, 0)
+            for i, t in enumerate(EVENT_TYPES)
+        }
+
+    @property
+    def now_ms(self) -> int:
+        """The latest event time applied (epoch ms): the "now" that queries decay to."""
+        return self._now_ms
+
+    # -- applying events -------------------------------------------------------
+
+    def apply(
+        self,
+        event: StoredEvent,
+        category: tuple[str, ...] | None,
+        verdict_is_bot: bool,
+        *,
+        category_of: CategoryOf | None = None,
+    ) -> None:
+        """Apply one event. ``category`` is ``event.item_id``'s path; ``category_of`` looks
+        up the others' (a purchase's ``item_ids``)."""
+        step = self._steps[event.type]
+        index = step.counter
+        self._events[index] += 1
+        # Event time, but never later than arrival: a client clock ahead cannot pull
+        # "now" (and every decay) forward.
+        t_ms = event.ts_ms
+        if t_ms > event.received_ms:
+            t_ms = event.received_ms
+        if t_ms > self._now_ms:
+            self._now_ms = t_ms
+        if verdict_is_bot:
+            self._bots[index] += 1
+            return
+        if step.weight < 0:  # impressions and searches: counted, no item engagement
+            self._trends.leaf(event.location, event.device, NO_VALUE).counts[index] += 1
+            return
+        item = event.item_id
+        if step.counter == _PURCHASE and event.item_ids:
+            others = [i for i in event.item_ids if i != item]
+            items: Sequence[str] = others if item is None else [item, *others]
+        elif item is not None:
+            items = (item,)
+        else:
+            return
+        location, device = event.location, event.device
+        session, user = event.session_id, event.user_id
+        visitor = user or event.cookie_id or session
+        t_s = t_ms // 1000
+        for each in items:
+            path = category if each == item else category_of(each) if category_of else None
+            leaf = self._trends.leaf(location, device, path[0] if path else NO_VALUE)
+            leaf.counts[index] += 1
+            counted = self._items.counters.get(each)
+            if counted is None:
+                self._items.add(each, 1)  # a new key: may prune
+            else:
+                self._items.counters[each] = counted + 1
+            if visitor is not None:
+                units = self._gate.units(visitor, event.ip_hash, each, step.weight, t_s)
+                if units:
+                    self._trends.add(leaf, each, units, t_s)
+            if session is not None:
+                earlier = self._history.session_step(
+                    session, t_ms, step.recent, each, self._co_window
+                )
+                if earlier:
+                    self._co.pair(step.recent, each, earlier, t_s)
+            if user is not None:
+                self._history.user_step(user, t_ms, step.recent, each)
+
+    # -- queries ---------------------------------------------------------------
+
+    def _pattern(
+        self, location: str | None, device: str | None, category: str | None
+    ) -> tuple[str, str, str]:
+        loc = location if location else ANY
+        dev = ANY if not device or device == ANY else device_key(device)
+        return loc, dev, category if category else ANY
+
+    def _window(self, window_s: float | None) -> int:
+        if window_s is None:
+            return 0
+        index = self._trends.window_index(window_s)
+        if index is None:
+            known = ", ".join(f"{w:g}" for w in self._trends.windows)
+            raise ValidationError(f"window must be one of {known} (seconds), not {window_s:g}")
+        return index
+
+    def _k(self, k: int) -> int:
+        if k < 1:
+            raise ValidationError(f"k must be at least 1, not {k}")
+        return min(k, self.config.top_k)
+
+    def trending(
+        self,
+        location: str | None = ANY,
+        device: str | None = ANY,
+        category: str | None = ANY,
+        window: float | None = None,
+        k: int = 20,
+        *,
+        now_ms: int | None = None,
+    ) -> list[ItemScore]:
+        """Items rising against their own baseline in a segment ("*" = all), best first.
+
+        ``window`` is one of ``windows_s`` (default the shortest); scores decay to
+        ``now_ms`` (default the latest event time applied).
+        """
+        found = self._trends.trending(
+            self._pattern(location, device, category),
+            self._window(window),
+            self._k(k),
+            self._now_ms if now_ms is None else now_ms,
+        )
+        return [ItemScore(item, score) for item, score in found]
+
+    def popular(
+        self,
+        location: str | None = ANY,
+        device: str | None = ANY,
+        category: str | None = ANY,
+        window: float | None = None,
+        k: int = 20,
+        *,
+        now_ms: int | None = None,
+    ) -> list[ItemScore]:
+        """Items with the most decayed engagement units in a segment, best first."""
+        found = self._trends.popular(
+            self._pattern(location, device, category),
+            self._window(window),
+            self._k(k),
+            self._now_ms if now_ms is None else now_ms,
+        )
+        return [ItemScore(item, score) for item, score in found]
+
+    def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
+        """Items most often ``kind`` ("viewed", "carted", "bought") in the same sessions."""
+        if kind not in KINDS:
+            raise ValidationError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        found = self._co.related(KINDS.index(kind), item_id, self._k(k))
+        return [ItemScore(item, float(n)) for item, n in found]
+
+    def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History:
+        """Recent items of one user or one session, most recent first."""
+        return self._history.get(user_id=user_id, session_id=session_id)
+
+    def counts(
+        self,
+        location: str | None = ANY,
+        device: str | None = ANY,
+        category: str | None = ANY,
+        k: int = 20,
+    ) -> Counts:
+        """Counts per event type, for the segment asked and overall, and the top items."""
+        segment = self._trends.counts(self._pattern(location, device, category))
+        top = [ItemScore(item, float(n)) for item, n in self._items.top(self._k(k))]
+        return Counts(
+            events=_named(self._events),
+            bot_events=_named(self._bots),
+            segment=_named(segment),
+            top_items=top,
+        )
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the bounded tables and what the gate turned away, for metrics."""
+        gate = self._gate
+        return {
+            "segments": len(self._trends.tables),
+            "trend_counters": sum(len(t) for t in self._trends.tables.values()),
+            "visitor_pairs": len(gate.pairs),
+            "ip_pairs": len(gate.ip_pairs),
+            "ip_capped": gate.ip_capped,
+            "spike_items": len(gate.guard.items),
+            "spike_clipped": gate.guard.clipped,
+            "sessions": len(self._history.sessions.active),
+            "users": len(self._history.users.active),
+            "related_items": len(self._co),
+        }
+
+    # -- snapshots -------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The whole state as msgspec builtins (dicts keyed by str, lists, ints)."""
+        return {
+            "version": STATE_VERSION,
+            "now_ms": self._now_ms,
+            "events": self._events,
+            "bots": self._bots,
+            "items": self._items.to_state(),
+            "trends": self._trends.to_state(),
+            "gate": self._gate.to_state(),
+            "history": self._history.to_state(),
+            "co": self._co.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, config: StreamConfig, state: Any) -> StreamState:
+        """The state ``to_state`` saved; ``ValueError`` when it does not fit ``config``."""
+        self = cls(config)
+        try:
+            if state["version"] != STATE_VERSION:
+                raise ValueError(f"unknown stream state version {state['version']!r}")
+            self._now_ms = int(state["now_ms"])
+            self._events = [int(n) for n in state["events"]]
+            self._bots = [int(n) for n in state["bots"]]
+            self._items = HeavyHitters.from_state(config.sketch_capacity, 1, state["items"])
+            self._trends.load_state(state["trends"])
+            self._gate.load_state(state["gate"])
+            self._history.load_state(state["history"])
+            self._co.load_state(state["co"])
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"stream state does not fit: {exc!r}") from None
+        return self

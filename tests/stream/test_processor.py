@@ -1,0 +1,451 @@
+"""``StreamProcessor`` on real file logs: merge order, snapshots, restarts, exactly once."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hotshelf.config import Config
+from hotshelf.events import (
+    CatalogChange,
+    CatalogOp,
+    EventType,
+    Item,
+    StoredEvent,
+    encode_catalog_change,
+    encode_stored_event,
+)
+from hotshelf.log import (
+    AppendResult,
+    EventLog,
+    FileLog,
+    LogConsumer,
+    LogRecord,
+    LogStats,
+    VerifyReport,
+)
+from hotshelf.simulation import SimConfig, StoreSimulator
+from hotshelf.stream._processor import (
+    BotFilterFactory,
+    StreamProcessor,
+    default_bot_filter_factory,
+)
+from hotshelf.stream._snapshot import SnapshotStore, decode_snapshot
+from tests.stream.simulated import config, stored, upserts
+
+T0 = 1_700_000_000_000
+
+
+class Clock:
+    """A settable epoch-ms clock for log stamps and the processor."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def item(item_id: str, *path: str) -> Item:
+    return Item(item_id=item_id, title=item_id, category=list(path))
+
+
+def change(item_id: str, *path: str) -> bytes:
+    if not path:
+        return encode_catalog_change(
+            CatalogChange(op=CatalogOp.DELETE, item_id=item_id, received_ms=T0)
+        )
+    return upserts([item(item_id, *path)], T0)[0]
+
+
+def view(item_id: str, t_ms: int, visitor: str = "v1", *, lane: str = "rt") -> bytes:
+    return encode_stored_event(
+        StoredEvent(
+            event_id=f"{visitor}-{t_ms}",
+            type=EventType.VIEW,
+            ts_ms=t_ms,
+            received_ms=t_ms,
+            cookie_id=visitor,
+            session_id=f"{visitor}-s",
+            item_id=item_id,
+            location="Paris, FR",
+            device="mobile",
+            lane=lane,
+        )
+    )
+
+
+class Logs:
+    """The two topics as FileLogs whose append stamps come from one settable clock."""
+
+    def __init__(self, root: Path, cfg: Config) -> None:
+        self.clock = Clock(T0)
+        self.events = FileLog(root / "events", cfg.log, clock=self.clock)
+        self.catalog = FileLog(root / "catalog", cfg.log, clock=self.clock)
+
+    def append(self, topic: str, at_ms: int, values: Sequence[bytes]) -> None:
+        self.clock.now = at_ms
+        (self.events if topic == "events" else self.catalog).append(values)
+
+    def close(self) -> None:
+        self.events.close()
+        self.catalog.close()
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Iterator[Logs]:
+    logs = Logs(tmp_path / "log", config(tmp_path))
+    yield logs
+    logs.close()
+
+
+def segment_views(processor: StreamProcessor, category: str) -> int:
+    with processor.reading() as state:
+        return state.counts(category=category).segment["view"]
+
+
+# -- merge order ---------------------------------------------------------------------
+
+
+def test_catalog_changes_apply_at_their_place_in_time(tmp_path: Path, logs: Logs) -> None:
+    logs.append("catalog", T0, [change("a", "Home")])
+    logs.append("events", T0 + 100, [view("a", T0 + 100, "v1")])
+    logs.append("catalog", T0 + 200, [change("a", "Toys")])
+    logs.append("events", T0 + 200, [view("a", T0 + 200, "v2")])  # a tie: the catalog first
+    logs.append("catalog", T0 + 300, [change("a")])  # deleted: unknown category after
+    logs.append("events", T0 + 400, [view("a", T0 + 400, "v3")])
+    processor = StreamProcessor(config(tmp_path), logs.events, logs.catalog)
+    processor.catch_up(max_records=1)
+    assert [segment_views(processor, c) for c in ("Home", "Toys", "(none)")] == [1, 1, 1]
+    processor.close()
+
+
+def test_events_wait_out_the_catalog_grace(tmp_path: Path, logs: Logs) -> None:
+    now = Clock(T0 + 1000)
+    logs.append("events", T0 + 900, [view("a", T0 + 900)])
+    cfg = config(tmp_path, catalog_grace_ms=200)
+    processor = StreamProcessor(cfg, logs.events, logs.catalog, clock=now)
+    assert processor.run_once() == 0  # stamped 100 ms ago: a catalog append may be in flight
+    logs.append("catalog", T0 + 850, [change("a", "Toys")])  # ... and here it is
+    now.now = T0 + 1200
+    assert processor.run_once() == 2
+    assert segment_views(processor, "Toys") == 1
+    processor.close()
+
+
+# -- snapshots and restarts ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def simulated() -> tuple[list[bytes], list[bytes]]:
+    sim = StoreSimulator(SimConfig(seed=3, n_items=300, events_per_s=100.0))
+    return upserts(sim.catalog()), [encode_stored_event(e) for e in stored(sim.events(4000))]
+
+
+def fill(logs: Logs, simulated: tuple[list[bytes], list[bytes]]) -> None:
+    catalog, events = simulated
+    logs.append("catalog", T0, catalog)
+    for i in range(0, len(events), 250):
+        logs.append("events", T0 + i, events[i : i + 250])
+
+
+def rebuild(
+    tmp_path: Path, logs: Logs, name: str = "clean", bots: BotFilterFactory | None = None
+) -> bytes:
+    """A fresh processor's snapshot after reading both logs from the start."""
+    processor = StreamProcessor(
+        config(tmp_path / name), logs.events, logs.catalog, bots, group=name
+    )
+    processor.catch_up()
+    data = processor.snapshot_bytes()
+    processor.close()
+    return data
+
+
+def test_a_restart_resumes_at_the_snapshot(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    cfg = config(tmp_path / "run")
+    first = StreamProcessor(cfg, logs.events, logs.catalog)
+    for _ in range(3):
+        first.run_once(max_records=700)
+    first.snapshot()
+    saved = first.offsets()
+    first.run_once(max_records=500)  # applied, never snapshotted: lost in the "crash"
+    first.close(snapshot=False)
+    consumer = logs.events.consumer("stream")
+    assert consumer.committed() == saved["events"]  # committed once the snapshot was durable
+    consumer.close()
+
+    second = StreamProcessor(cfg, logs.events, logs.catalog)
+    assert second.offsets() == saved
+    second.catch_up()
+    assert second.snapshot_bytes() == rebuild(tmp_path, logs)
+    second.close()
+    snapshot = decode_snapshot(SnapshotStore(cfg.data_path / "stream").read() or b"")
+    assert snapshot.offsets == {"events": 4000, "catalog": 300}
+
+
+def test_a_replay_writes_byte_identical_snapshots_with_the_bot_filter(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    cfg = config(tmp_path / "run")
+    live = StreamProcessor(cfg, logs.events, logs.catalog, default_bot_filter_factory(cfg))
+    live.catch_up(max_records=333)
+    live.close()
+    data = (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes()
+    assert decode_snapshot(data).bots is not None
+    assert data == rebuild(tmp_path, logs, bots=default_bot_filter_factory(cfg))
+    # restored with its bot filter, it continues where it was
+    again = StreamProcessor(cfg, logs.events, logs.catalog, default_bot_filter_factory(cfg))
+    assert again.snapshot_bytes() == data
+    again.close()
+
+
+def test_unusable_snapshots_are_rebuilt_from_the_log(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    clean = rebuild(tmp_path, logs)
+    store = SnapshotStore(tmp_path / "run" / "stream")
+    other_settings = rebuild(tmp_path, logs, "other", bots=lambda state: _NoBots())
+    for bad in (b"garbage", other_settings):  # unreadable; then taken with a bot filter
+        store.write(bad)
+        assert rebuild(tmp_path, logs, "run") == clean
+    ahead = decode_snapshot(clean)
+    store.write(msgspec.msgpack.encode(msgspec.structs.replace(ahead, offsets={"events": 10**9})))
+    assert rebuild(tmp_path, logs, "run") == clean
+
+
+def test_an_unreadable_bot_filter_state_rebuilds_everything(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    cfg = config(tmp_path / "run")
+    first = StreamProcessor(cfg, logs.events, logs.catalog, lambda state: _NoBots())
+    first.catch_up()
+    first.close()
+
+    def picky(state: object | None) -> _NoBots:
+        if state is not None:
+            raise ValueError("not my state")
+        return _NoBots()
+
+    second = StreamProcessor(cfg, logs.events, logs.catalog, picky)
+    assert second.offsets() == {"events": 0, "catalog": 0}
+    second.catch_up()
+    stats = second.stats()
+    assert (stats["lag_events"], stats["lag_catalog"], stats["skipped"]) == (0, 0, 0)
+    assert stats["sessions"] > 0
+    second.close()
+
+
+class _NoBots:
+    """A bot filter that finds none (for settings that differ from no filter at all)."""
+
+    class _Verdict:
+        is_bot = False
+
+    def check(self, event: StoredEvent) -> _NoBots._Verdict:
+        return self._Verdict()
+
+    def to_state(self) -> object:
+        return {"flagged": 0}
+
+
+def test_undecodable_records_are_skipped(tmp_path: Path, logs: Logs) -> None:
+    logs.append("events", T0, [view("a", T0), b"\xc1 not msgpack", view("a", T0 + 1, "v2")])
+    processor = StreamProcessor(config(tmp_path), logs.events, logs.catalog)
+    processor.catch_up()
+    assert processor.skipped == 1
+    assert segment_views(processor, "*") == 2
+    processor.close()
+
+
+def test_freshness_counts_live_events_only(tmp_path: Path, logs: Logs) -> None:
+    logs.append("events", T0, [view("a", T0), view("b", T0, lane="batch")])
+    cfg = config(tmp_path, catalog_grace_ms=10)
+    processor = StreamProcessor(cfg, logs.events, logs.catalog, clock=Clock(T0 + 40))
+    processor.catch_up()
+    summary = processor.freshness_summary()
+    assert (summary.count, summary.sum_ms, summary.p99_ms) == (1, 40, 40.0)
+    assert summary.buckets[2:4] == [(25.0, 0), (50.0, 1)]  # 40 ms: in the 25..50 ms bucket
+    processor.close()
+
+
+def test_the_service_loop_stops_with_a_snapshot(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    cfg = config(tmp_path / "run")
+    processor = StreamProcessor(cfg, logs.events, logs.catalog)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    while not processor.caught_up():
+        stop.wait(0.01)
+    with processor.reading() as state:
+        assert state.counts().events["view"] > 0
+    stop.set()
+    thread.join(10)
+    processor.close()
+    assert (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes() == rebuild(tmp_path, logs)
+
+
+# -- exactly once under redelivery, duplicates and restarts ------------------------------
+
+
+class FlakyConsumer(LogConsumer):
+    """A real consumer whose polls also hand back records already delivered, and repeats."""
+
+    def __init__(self, inner: LogConsumer, log: EventLog, rng: random.Random) -> None:
+        self._inner, self._log, self._rng = inner, log, rng
+        self._delivered = 0
+
+    def poll(self, max_records: int = 1000, timeout_s: float = 0.0) -> list[LogRecord]:
+        delivered = self._delivered
+        records = self._inner.poll(max_records, timeout_s)
+        if records:
+            self._delivered = records[-1].offset + 1
+        roll = self._rng.random()
+        if roll < 0.3 and delivered:  # redeliver an earlier stretch first
+            start = self._rng.randrange(delivered)
+            return self._log.read(start, self._rng.randint(1, delivered - start)) + records
+        if roll < 0.5 and records:  # the same records twice
+            return records + records[: self._rng.randint(1, len(records))]
+        if roll < 0.6 and len(records) > 1:  # a record held back: the rest come past a gap
+            self._delivered = records[0].offset
+            return records[1:]
+        return records
+
+    def seek(self, offset: int) -> None:
+        self._inner.seek(offset)
+        self._delivered = min(self._delivered, offset)
+
+    def commit(self, next_offset: int) -> None:
+        self._inner.commit(next_offset)
+
+    def committed(self) -> int:
+        return self._inner.committed()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FlakyLog(EventLog):
+    """A real log whose consumers are flaky (``FlakyConsumer``); everything else is the log's."""
+
+    def __init__(self, inner: EventLog, rng: random.Random) -> None:
+        self._inner, self._rng = inner, rng
+
+    def consumer(self, group: str, name: str = "0") -> LogConsumer:
+        return FlakyConsumer(self._inner.consumer(group, name), self._inner, self._rng)
+
+    def append(self, values: Sequence[bytes]) -> AppendResult:
+        return self._inner.append(values)
+
+    async def append_async(self, values: Sequence[bytes]) -> AppendResult:
+        return await self._inner.append_async(values)
+
+    def read(self, offset: int, max_records: int = 1000) -> list[LogRecord]:
+        return self._inner.read(offset, max_records)
+
+    @property
+    def start_offset(self) -> int:
+        return self._inner.start_offset
+
+    @property
+    def end_offset(self) -> int:
+        return self._inner.end_offset
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        return self._inner.apply_retention(now_ms)
+
+    def verify(self) -> VerifyReport:
+        return self._inner.verify()
+
+    def stats(self) -> LogStats:
+        return self._inner.stats()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+ITEMS = ["a", "b", "c", "d"]
+PATHS = [("Home",), ("Toys",), ("Garden", "Tools"), ()]  # () deletes
+
+appends = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("events"),
+            st.lists(
+                st.tuples(st.sampled_from(ITEMS), st.sampled_from(["v1", "v2", "v3"])),
+                min_size=1,
+                max_size=15,
+            ),
+        ),
+        st.tuples(
+            st.just("catalog"),
+            st.lists(
+                st.tuples(st.sampled_from(ITEMS), st.sampled_from(PATHS)), min_size=1, max_size=3
+            ),
+        ),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    batches=appends,
+    stamps=st.lists(st.integers(0, 5), min_size=12, max_size=12),
+    seed=st.integers(0, 2**32),
+)
+def test_redeliveries_duplicates_and_restarts_end_in_the_clean_bytes(
+    batches: list[tuple[str, list[tuple[str, str]]]], stamps: list[int], seed: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        logs = Logs(root / "log", config(root))
+        try:
+            t = T0
+            for n, (topic, rows) in enumerate(batches):
+                t += stamps[n] * 10  # steps of 0 make ties between the topics
+                if topic == "events":
+                    values = [view(i, t - k, v) for k, (i, v) in enumerate(rows)]
+                else:
+                    values = [change(i, *path) for i, path in rows]
+                logs.append(topic, t, values)
+            clean = rebuild(root, logs)
+            assert clean == rebuild(root, logs, "again")  # a replay from 0: the same bytes
+            rng = random.Random(seed)
+            flaky_events, flaky_catalog = FlakyLog(logs.events, rng), FlakyLog(logs.catalog, rng)
+            cfg = config(root / "flaky")
+            processor = StreamProcessor(cfg, flaky_events, flaky_catalog)
+            for _ in range(5000):
+                if processor.caught_up():
+                    break
+                processor.run_once(max_records=rng.randint(1, 8))
+                if rng.random() < 0.3:  # a restart, after a snapshot or after a crash
+                    processor.close(snapshot=rng.random() < 0.5)
+                    processor = StreamProcessor(cfg, flaky_events, flaky_catalog)
+            assert processor.caught_up()
+            assert processor.snapshot_bytes() == clean
+            processor.close()
+        finally:
+            logs.close()
