@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from hotshelf.cli._app import app
 from hotshelf.cli._options import ConfigOpt, SetOpt, cli_errors, config_from_options
 from hotshelf.cli._simulate import encode_event
+from hotshelf.config import Config
 from hotshelf.errors import ConfigError, UnavailableError
 from hotshelf.log import open_log
 from hotshelf.simulation import SimConfig, StoreSimulator
@@ -223,6 +224,37 @@ def demo(
             proc.terminate()
             proc.wait(timeout=30)
         _verify(cfg)
+        _show_trends(cfg, {h.item_id for h in sim.ground_truth.hot_items})
+
+
+def _show_trends(cfg: Config, hot: set[str]) -> None:
+    """Replay the log into stream state (bot filter on) and show what is trending."""
+    from hotshelf.catalog import CatalogView
+    from hotshelf.stream import StreamProcessor, default_bot_filter_factory
+
+    with open_log(cfg, "events") as events, open_log(cfg, "catalog") as catalog_log:
+        catalog = CatalogView(catalog_log)
+        catalog.catch_up()
+        processor = StreamProcessor(cfg, events, catalog_log, default_bot_filter_factory(cfg))
+        try:
+            started = time.perf_counter()
+            applied = processor.catch_up(timeout_s=120.0)
+            seconds = time.perf_counter() - started
+            with processor.reading() as state:
+                top = state.trending(k=5)
+                bots = state.counts().bot_events
+        finally:
+            processor.close()
+    flagged = sum(bots.values())
+    console.rule("[bold]stream state rebuilt from the log (bot filter on)")
+    console.print(
+        f"{applied:,} records replayed in {seconds:.1f} s; {flagged:,} bot events kept "
+        "out of the trends"
+    )
+    for rank, score in enumerate(top, start=1):
+        title = catalog.get(score.item_id).title if score.item_id in catalog else "?"
+        mark = "  <- simulated hot item" if score.item_id in hot else ""
+        console.print(f"  trending #{rank}: {score.item_id}  {title}  ({score.score:.2f}){mark}")
 
 
 def _serve_until(
@@ -244,7 +276,7 @@ def _serve_until(
         console.print("stopping")
 
 
-def _verify(cfg: Any) -> None:
+def _verify(cfg: Config) -> None:
     for topic in ("events", "catalog"):
         with open_log(cfg, topic) as log:
             report = log.verify()
