@@ -128,27 +128,22 @@ class CatalogView:
 
     def upsert(self, items: Sequence[Item]) -> AppendResult:
         """Add or replace ``items`` as one log batch, then apply it."""
-        values, changes = self._encode_upserts(items)
-        if not values:
-            return self._nothing()
-        result = self._log.append(values)
-        if not self._apply_own(result, changes):
-            self.catch_up()
-        return result
+        return self._write(*self._encode_upserts(items))
 
     async def upsert_async(self, items: Sequence[Item]) -> AppendResult:
         """``upsert`` for event loops: awaits the append without blocking the loop."""
-        values, changes = self._encode_upserts(items)
-        if not values:
-            return self._nothing()
-        result = await self._log.append_async(values)
-        if not self._apply_own(result, changes):
-            await asyncio.to_thread(self.catch_up)
-        return result
+        return await self._write_async(*self._encode_upserts(items))
 
     def delete(self, item_ids: Sequence[str]) -> AppendResult:
         """Remove items; ``NotFoundError`` (nothing appended) if any is not in the catalog."""
-        values, changes = self._encode_deletes(item_ids)
+        return self._write(*self._encode_deletes(item_ids))
+
+    async def delete_async(self, item_ids: Sequence[str]) -> AppendResult:
+        """``delete`` for event loops."""
+        return await self._write_async(*self._encode_deletes(item_ids))
+
+    def _write(self, values: list[bytes], changes: list[CatalogChange]) -> AppendResult:
+        """Append encoded changes as one batch, then apply them (or catch up to them)."""
         if not values:
             return self._nothing()
         result = self._log.append(values)
@@ -156,9 +151,7 @@ class CatalogView:
             self.catch_up()
         return result
 
-    async def delete_async(self, item_ids: Sequence[str]) -> AppendResult:
-        """``delete`` for event loops."""
-        values, changes = self._encode_deletes(item_ids)
+    async def _write_async(self, values: list[bytes], changes: list[CatalogChange]) -> AppendResult:
         if not values:
             return self._nothing()
         result = await self._log.append_async(values)
