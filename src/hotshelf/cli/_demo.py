@@ -21,10 +21,15 @@ import msgspec
 import typer
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from hotshelf.cli._app import app
-from hotshelf.cli._options import ConfigOpt, SetOpt, cli_errors, config_from_options
+from hotshelf.cli._options import (
+    ConfigOpt,
+    SetOpt,
+    cli_errors,
+    config_from_options,
+    progress_bar,
+)
 from hotshelf.cli._simulate import encode_event
 from hotshelf.config import Config
 from hotshelf.errors import ConfigError, UnavailableError
@@ -110,16 +115,10 @@ def _start_server(data_dir: Path, port: int, overrides: list[str]) -> subprocess
     raise UnavailableError("the server did not become ready within 60 s")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
-    )
-
-
 def _load(client: _Client, sim: StoreSimulator, n_events: int) -> tuple[int, float]:
     items = sim.catalog()
     enc = msgspec.json.Encoder()
-    with _progress() as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("catalog -> POST /v1/items", total=len(items))
         for i in range(0, len(items), _BATCH):
             status, body = client.call("POST", "/v1/items", enc.encode(items[i : i + _BATCH]))

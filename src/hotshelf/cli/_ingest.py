@@ -15,7 +15,6 @@ from typing import Annotated
 
 import msgspec
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hotshelf.cli._app import app
 from hotshelf.cli._options import (
@@ -25,6 +24,7 @@ from hotshelf.cli._options import (
     cli_errors,
     config_from_options,
     err_console,
+    progress_bar,
 )
 from hotshelf.config import Config, ServerConfig
 from hotshelf.errors import FieldProblem, ValidationError
@@ -95,17 +95,6 @@ def _validate(path: Path, cfg: Config, batch: int) -> int:
     return total
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=False,
-    )
-
-
 @app.command()
 def ingest(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NDJSON events file.")],
@@ -125,7 +114,7 @@ def ingest(
             cfg = msgspec.structs.replace(cfg, events=events_cfg)
         total = _validate(file, cfg, batch)
         appended = duplicates = 0
-        with open_log(cfg, "events") as log, _progress() as progress:
+        with open_log(cfg, "events") as log, progress_bar() as progress:
             dedup = DedupWindow(cfg.events.dedup_window_s, cfg.events.dedup_max_ids)
             dedup.rebuild(log)
             task = progress.add_task(f"ingest {file.name}", total=total)

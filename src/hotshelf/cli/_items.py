@@ -9,7 +9,6 @@ from typing import Annotated, cast, get_args
 
 import msgspec
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hotshelf.catalog import CatalogView, ItemsFormat, detect_format, load_items_file
 from hotshelf.cli._app import app
@@ -20,6 +19,7 @@ from hotshelf.cli._options import (
     cli_errors,
     config_from_options,
     err_console,
+    progress_bar,
 )
 from hotshelf.errors import ValidationError
 from hotshelf.events import Item
@@ -56,13 +56,7 @@ def _format(file: Path, given: str | None) -> ItemsFormat:
 
 
 def _append(view: CatalogView, items: Sequence[Item], batch_size: int) -> None:
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
+    progress = progress_bar()
     with progress:
         task = progress.add_task("items", total=len(items))
         for start in range(0, len(items), batch_size):

@@ -15,6 +15,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from hotshelf.config import Config, load_config
 from hotshelf.errors import HotshelfError, ValidationError
@@ -26,6 +34,7 @@ __all__ = [
     "cli_errors",
     "config_from_options",
     "err_console",
+    "progress_bar",
 ]
 
 err_console = Console(stderr=True)
@@ -41,6 +50,18 @@ SetOpt = Annotated[
 DataDirOpt = Annotated[
     Path | None, typer.Option("--data-dir", help="Where the log and state live.")
 ]
+
+
+def progress_bar(console: Console = err_console) -> Progress:
+    """The one progress bar style of long commands: counts, elapsed and remaining time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
 def config_from_options(

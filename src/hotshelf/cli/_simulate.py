@@ -18,10 +18,9 @@ from urllib.parse import urlsplit
 
 import msgspec
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hotshelf.cli._app import app
-from hotshelf.cli._options import cli_errors, err_console
+from hotshelf.cli._options import cli_errors, err_console, progress_bar
 from hotshelf.errors import UnavailableError
 from hotshelf.events import Event
 from hotshelf.simulation import SimConfig, SimEvent, StoreSimulator
@@ -126,17 +125,6 @@ def _paced(stream: Iterator[SimEvent], start_ms: int, outputs: _Outputs) -> Iter
         yield sim_event
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    )
-
-
 def _run(
     sim: StoreSimulator,
     n: int | None,
@@ -149,7 +137,7 @@ def _run(
     if realtime:
         stream = _paced(stream, sim.config.start_ms, outputs)
     start_ms, count = sim.config.start_ms, 0
-    with _progress() as bar:
+    with progress_bar() as bar:
         total = n if n is not None else duration
         task = bar.add_task("events" if n is not None else "simulated s", total=total)
         for sim_event in stream:
