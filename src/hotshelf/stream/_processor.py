@@ -32,6 +32,7 @@ from hotshelf.config import Config
 from hotshelf.errors import HotshelfError
 from hotshelf.events import CatalogOp, StoredEvent, decode_catalog_change
 from hotshelf.log import EventLog, LogConsumer, LogRecord
+from hotshelf.stream._bot_filter import BotRecord
 from hotshelf.stream._freshness import FreshnessSummary, FreshnessTracker
 from hotshelf.stream._merge import Source, TopicMerge
 from hotshelf.stream._snapshot import (
@@ -63,6 +64,10 @@ class BotFilterLike(Protocol):
     def check(self, event: StoredEvent) -> VerdictLike: ...
 
     def to_state(self) -> object: ...
+
+    def verdicts(self, limit: int = 100) -> list[BotRecord]: ...
+
+    def stats(self) -> dict[str, int]: ...
 
 
 # Given the filter state saved in the snapshot (None when starting afresh), a filter.
@@ -339,6 +344,16 @@ class StreamProcessor:
 
     def freshness_summary(self) -> FreshnessSummary:
         return self.freshness.summary()
+
+    def bot_verdicts(self, limit: int = 100) -> list[BotRecord]:
+        """Visitors the bot filter flags now, most recently seen first (none when off)."""
+        with self._lock:
+            return [] if self._bots is None else self._bots.verdicts(limit)
+
+    def bot_stats(self) -> dict[str, int]:
+        """Events the bot filter checked and flagged, and flagged events per reason."""
+        with self._lock:
+            return {} if self._bots is None else self._bots.stats()
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: lag per topic, records skipped or redelivered, the last
