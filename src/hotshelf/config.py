@@ -86,6 +86,8 @@ class EventsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Stream processing: trending/popular state derived from the events log."""
 
+    # run the processor inside `hotshelf serve` and answer the trend/related/bot queries
+    serve: bool = True
     windows_s: list[float] = msgspec.field(default_factory=lambda: [3600.0, 86400.0, 604800.0])
     top_k: int = 100
     snapshot_interval_s: float = 5.0
@@ -116,6 +118,8 @@ class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     related_capacity: int = 50  # co-engagement counters per item and kind
     max_related_items: int = 100_000  # items with co-engagement lists, per kind
     catalog_grace_ms: int = 200  # how long a catalog append may take to become readable
+    # share of each processing round the batch lane gets even while live events wait
+    batch_min_share: float = 0.1
     freshness_samples: int = 10_000  # recent freshness samples kept for percentiles
 
     def __post_init__(self) -> None:
@@ -127,6 +131,8 @@ class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         weights = self.event_weights
         if set(weights) - steps or not all(0 <= w < 1 << 15 for w in weights.values()):
             raise ValueError(f"stream.event_weights: keys among {sorted(steps)}, 0 <= w < 32768")
+        if not 0 < self.batch_min_share < 1:
+            raise ValueError("stream.batch_min_share must be between 0 and 1 (exclusive)")
         counts = (
             "top_k", "snapshot_every_records", "ip_visitor_cap", "max_visitor_pairs",
             "spike_history", "max_spike_items", "sketch_capacity", "segment_sketch_capacity",

@@ -37,7 +37,7 @@ def _write(path: Path, events: list[dict[str, object]], *, blank_every: int = 0)
 
 def _stored(data: Path) -> list[tuple[str, str]]:
     cfg = load_config(overrides=[f"data_dir={json.dumps(str(data))}"], environ={})
-    with open_log(cfg, "events") as log:
+    with open_log(cfg, "events.batch") as log:
         records = log.read(0, 100_000) if log.end_offset else []
     return [(e.event_id, e.lane) for e in map(decode_stored_event, (r.value for r in records))]
 

@@ -192,7 +192,7 @@ def test_a_restart_resumes_at_the_snapshot(
     assert second.snapshot_bytes() == rebuild(tmp_path, logs)
     second.close()
     snapshot = decode_snapshot(SnapshotStore(cfg.data_path / "stream").read() or b"")
-    assert snapshot.offsets == {"events": 4000, "catalog": 300}
+    assert snapshot.lanes["rt"].offsets == {"events": 4000, "catalog": 300}
 
 
 def test_a_replay_writes_byte_identical_snapshots_with_the_bot_filter(
@@ -204,7 +204,7 @@ def test_a_replay_writes_byte_identical_snapshots_with_the_bot_filter(
     live.catch_up(max_records=333)
     live.close()
     data = (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes()
-    assert decode_snapshot(data).bots is not None
+    assert decode_snapshot(data).lanes["rt"].bots is not None
     assert data == rebuild(tmp_path, logs, bots=default_bot_filter_factory(cfg))
     # restored with its bot filter, it continues where it was
     again = StreamProcessor(cfg, logs.events, logs.catalog, default_bot_filter_factory(cfg))
@@ -223,7 +223,8 @@ def test_unusable_snapshots_are_rebuilt_from_the_log(
         store.write(bad)
         assert rebuild(tmp_path, logs, "run") == clean
     ahead = decode_snapshot(clean)
-    store.write(msgspec.msgpack.encode(msgspec.structs.replace(ahead, offsets={"events": 10**9})))
+    rt = msgspec.structs.replace(ahead.lanes["rt"], offsets={"events": 10**9})
+    store.write(msgspec.msgpack.encode(msgspec.structs.replace(ahead, lanes={"rt": rt})))
     assert rebuild(tmp_path, logs, "run") == clean
 
 

@@ -90,7 +90,7 @@ def _start(root: Path, finish: bool) -> subprocess.Popen[bytes]:
 
 def _snapshot_offsets(root: Path) -> int:
     data = SnapshotStore(root / "run" / "stream").read()
-    return -1 if data is None else decode_snapshot(data).offsets["events"]
+    return -1 if data is None else decode_snapshot(data).lanes["rt"].offsets["events"]
 
 
 @pytest.mark.slow
@@ -128,5 +128,5 @@ def test_sigkilled_at_random_moments_the_processor_ends_equal_to_a_clean_rebuild
         catalog_log.close()
     final = SnapshotStore(cfg.data_path / "stream").read()
     assert final is not None
-    assert decode_snapshot(final).offsets["events"] == TARGET
+    assert decode_snapshot(final).lanes["rt"].offsets["events"] == TARGET
     assert final == expected

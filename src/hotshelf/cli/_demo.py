@@ -231,10 +231,15 @@ def _show_trends(cfg: Config, hot: set[str]) -> None:
     from hotshelf.catalog import CatalogView
     from hotshelf.stream import StreamProcessor, default_bot_filter_factory
 
-    with open_log(cfg, "events") as events, open_log(cfg, "catalog") as catalog_log:
+    with (
+        open_log(cfg, "events") as events,
+        open_log(cfg, "events.batch") as batch,
+        open_log(cfg, "catalog") as catalog_log,
+    ):
         catalog = CatalogView(catalog_log)
         catalog.catch_up()
-        processor = StreamProcessor(cfg, events, catalog_log, default_bot_filter_factory(cfg))
+        factory = default_bot_filter_factory(cfg)
+        processor = StreamProcessor(cfg, events, catalog_log, factory, batch_log=batch)
         try:
             started = time.perf_counter()
             applied = processor.catch_up(timeout_s=120.0)

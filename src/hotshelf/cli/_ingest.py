@@ -1,4 +1,4 @@
-"""``hotshelf ingest FILE``: a bulk import of events into the log, on the batch lane.
+"""``hotshelf ingest FILE``: a bulk import of events into the batch lane's topic, events.batch.
 
 The whole file is validated first and nothing is appended if any line is bad (every
 problem is listed with its line number, up to 100). Then events go to the log in
@@ -106,7 +106,7 @@ def ingest(
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Import an NDJSON events file into the log (batch lane), all or nothing."""
+    """Import an NDJSON events file into the batch lane's log (events.batch), all or nothing."""
     with cli_errors():
         cfg = config_from_options(config, overrides, data_dir)
         if max_past_days is not None:
@@ -114,8 +114,13 @@ def ingest(
             cfg = msgspec.structs.replace(cfg, events=events_cfg)
         total = _validate(file, cfg, batch)
         appended = duplicates = 0
-        with open_log(cfg, "events") as log, progress_bar() as progress:
+        with (
+            open_log(cfg, "events") as live,
+            open_log(cfg, "events.batch") as log,
+            progress_bar() as progress,
+        ):
             dedup = DedupWindow(cfg.events.dedup_window_s, cfg.events.dedup_max_ids)
+            dedup.rebuild(live)  # an event already sent live is not imported again
             dedup.rebuild(log)
             task = progress.add_task(f"ingest {file.name}", total=total)
             for chunk in _chunks(file, batch):

@@ -30,8 +30,10 @@ log_app = typer.Typer(
 )
 app.add_typer(log_app)
 
-TOPICS = ("events", "catalog")
-TopicOpt = Annotated[str, typer.Option("--topic", "-t", help="Log topic: events or catalog.")]
+TOPICS = ("events", "events.batch", "catalog")
+TopicOpt = Annotated[
+    str, typer.Option("--topic", "-t", help="Log topic: events, events.batch or catalog.")
+]
 _json = msgspec.json.Encoder()
 
 
@@ -45,7 +47,7 @@ def _decode(topic: str, record: LogRecord) -> dict[str, object]:
     try:
         value = (
             decode_stored_event(record.value)
-            if topic == "events"
+            if topic != "catalog"
             else decode_catalog_change(record.value)
         )
         body: object = msgspec.to_builtins(msgspec.structs.asdict(value))

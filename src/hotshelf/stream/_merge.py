@@ -56,6 +56,11 @@ class Source:
         self._buffered_to = next_offset
         self._clock = clock
 
+    @property
+    def end_offset(self) -> int:
+        """The offset the topic's next append will get."""
+        return self._log.end_offset
+
     def poll(self, max_records: int, timeout_s: float = 0.0) -> int:
         """Buffer up to ``max_records`` new records; returns how many were new."""
         asked = self._clock()

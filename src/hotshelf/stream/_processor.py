@@ -1,42 +1,48 @@
 """``StreamProcessor``: the events and catalog topics in, ``StreamState`` out, exactly once.
 
 On start it loads the latest snapshot (``data_dir/stream/snapshot.msgpack``) and seeks
-both consumers to the offsets stored with it, so every record below them is in the
+every consumer to the offsets stored with it, so every record below them is in the
 state and every record from them on is not: nothing is applied twice or skipped.
 With no usable snapshot (none, another version, other settings) it rebuilds from
-the start of the log. Then it loops: poll, merge the topics (``_merge``), check each
-event with the bot filter, apply, and every ``snapshot_interval_s`` (or
-``snapshot_every_records``; never more often than ten times the last snapshot's
-duration, so a large state spends at most ~10% of the time on them) write a
-snapshot and only then commit the consumers' offsets; those commits are for lag and
-retention, restarts trust the snapshot.
+the start of the log. Then it loops: poll, merge each lane's topic with the catalog
+(``_merge``), check each event with the lane's bot filter, apply, and every
+``snapshot_interval_s`` (or ``snapshot_every_records``; never more often than ten
+times the last snapshot's duration, so a large state spends at most ~10% of the time
+on them) write a snapshot and only then commit the consumers' offsets; those commits
+are for lag and retention, restarts trust the snapshot.
 
-The item -> category map is the processor's own, built from the catalog topic in
-merge order and saved in the snapshot, so lookups during a replay match.
+Lanes (``_lane``): the real-time lane (topic ``events``) always goes first; the
+batch lane (``events.batch``, when a batch log is given) gets what the real-time
+lane leaves of each round and never less than ``batch_min_share`` of it, so a bulk
+import neither delays live events nor starves. Each lane's state depends on its own
+topic and the catalog only, so the interleaving never changes what a replay gives.
 
-Queries run in other threads: ``with processor.reading() as state:``.
+Queries run in other threads: ``with processor.reading() as view:`` (a ``StateView``
+over the lanes' states).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import msgspec
 import structlog
 
 from hotshelf.config import Config
 from hotshelf.errors import HotshelfError
-from hotshelf.events import CatalogOp, StoredEvent, decode_catalog_change
-from hotshelf.log import EventLog, LogConsumer, LogRecord
+from hotshelf.log import EventLog, LogConsumer
 from hotshelf.stream._bot_filter import BotRecord
 from hotshelf.stream._freshness import FreshnessSummary, FreshnessTracker
+from hotshelf.stream._lane import LANE_TOPICS, BotFilterLike, Lane
 from hotshelf.stream._merge import Source, TopicMerge
 from hotshelf.stream._snapshot import (
     SNAPSHOT_VERSION,
+    LaneSnapshot,
     Snapshot,
     SnapshotStore,
     decode_snapshot,
@@ -44,30 +50,12 @@ from hotshelf.stream._snapshot import (
     settings_fingerprint,
 )
 from hotshelf.stream._state import StreamState
+from hotshelf.stream._view import StateView
 
 __all__ = ["BotFilterFactory", "BotFilterLike", "StreamProcessor", "default_bot_filter_factory"]
 
 _logger = structlog.get_logger("hotshelf.stream")
 GROUP = "stream"
-# decode_stored_event's decoder, called directly: one Python call less per event
-_event_decoder = msgspec.msgpack.Decoder(StoredEvent)
-
-
-class VerdictLike(Protocol):
-    @property
-    def is_bot(self) -> bool: ...
-
-
-class BotFilterLike(Protocol):
-    """What the processor needs of a bot filter (``hotshelf.stream.BotFilter``)."""
-
-    def check(self, event: StoredEvent) -> VerdictLike: ...
-
-    def to_state(self) -> object: ...
-
-    def verdicts(self, limit: int = 100) -> list[BotRecord]: ...
-
-    def stats(self) -> dict[str, int]: ...
 
 
 # Given the filter state saved in the snapshot (None when starting afresh), a filter.
@@ -94,13 +82,13 @@ def _wall_clock_ms() -> int:
 
 class _Restored(NamedTuple):
     state: StreamState
-    bots: object | None
+    bots: BotFilterLike | None
     categories: dict[str, tuple[str, ...]]
     offsets: dict[str, int]
 
 
 class StreamProcessor:
-    """Consumes both topics into one ``StreamState``; see the module docstring."""
+    """Consumes the lanes' topics into one ``StreamState`` each; see the module docstring."""
 
     def __init__(
         self,
@@ -109,43 +97,34 @@ class StreamProcessor:
         catalog_log: EventLog,
         bot_filter_factory: BotFilterFactory | None = None,
         *,
+        batch_log: EventLog | None = None,
         group: str = GROUP,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
-        self._logs = {"events": events_log, "catalog": catalog_log}
         self._clock = clock or _wall_clock_ms
         self._settings = settings_fingerprint(config, bot_filter_factory is not None)
         self._store = SnapshotStore(config.data_path / "stream", fsync=config.log.fsync)
+        self._factory = bot_filter_factory
         self._lock = threading.RLock()
         self._paths: dict[tuple[str, ...], tuple[str, ...]] = {}
-        restored = self._restore()
-        self._bots: BotFilterLike | None = None
-        if bot_filter_factory is not None:
-            try:
-                self._bots = bot_filter_factory(restored.bots)
-            except (HotshelfError, ValueError) as exc:
-                _logger.error("stream.bot_state_unreadable", error=str(exc), action="rebuild")
-                restored = self._fresh()
-                self._bots = bot_filter_factory(None)
-        self._state = restored.state
-        self._categories = restored.categories
-        consumers: list[LogConsumer] = []
+        self._catalog_log = catalog_log
+        logs = {"rt": events_log} if batch_log is None else {"rt": events_log, "batch": batch_log}
+        saved = self._read_snapshot()
+        self.lanes: list[Lane] = []
         try:
-            sources = []
-            for topic, log in self._logs.items():
-                consumer = log.consumer(group)
-                consumers.append(consumer)
-                offset = self._seek(consumer, log, restored.offsets[topic], topic)
-                sources.append(Source(topic, log, consumer, offset, self._clock))
+            for name, log in logs.items():
+                lane_group = group if name == "rt" else f"{group}.{name}"
+                self.lanes.append(self._open_lane(name, log, saved.get(name), lane_group))
         except BaseException:
-            for consumer in consumers:
-                consumer.close()
+            for lane in self.lanes:
+                lane.close()
             raise
-        events, catalog = sources
-        self._merge = TopicMerge(events, catalog, config.stream.catalog_grace_ms)
-        self.freshness = FreshnessTracker(config.stream.freshness_samples)
-        self.skipped = 0  # records that did not decode
+        self._rt = self.lanes[0]
+        self.freshness = self._rt.freshness
+        self._view = StateView([lane.state for lane in self.lanes])
+        self._batch_share = config.stream.batch_min_share
+        self._batch_busy = False
         self._since_snapshot = 0
         self._snapshot_ms = 0  # how long the last snapshot took
         self._last_snapshot_ms = self._clock()
@@ -153,34 +132,68 @@ class StreamProcessor:
 
     # -- starting --------------------------------------------------------------
 
-    def _fresh(self) -> _Restored:
-        return _Restored(StreamState(self.config.stream), None, {}, {"events": 0, "catalog": 0})
-
-    def _restore(self) -> _Restored:
+    def _read_snapshot(self) -> dict[str, LaneSnapshot]:
         data = self._store.read()
         if data is None:
-            return self._fresh()
+            return {}
         try:
             snapshot = decode_snapshot(data)
-            if snapshot.version != SNAPSHOT_VERSION or snapshot.settings != self._settings:
-                _logger.warning(
-                    "stream.snapshot_outdated", path=str(self._store.path), action="rebuild"
-                )
-                return self._fresh()
-            state = StreamState.from_state(self.config.stream, snapshot.state)
         except (msgspec.DecodeError, ValueError) as exc:
             _logger.error("stream.snapshot_unreadable", error=str(exc), action="rebuild")
+            return {}
+        if snapshot.settings != self._settings:
+            _logger.warning(
+                "stream.snapshot_outdated", path=str(self._store.path), action="rebuild"
+            )
+            return {}
+        return snapshot.lanes
+
+    def _open_lane(self, name: str, log: EventLog, saved: LaneSnapshot | None, group: str) -> Lane:
+        restored = self._restore(name, log, saved)
+        consumers: list[LogConsumer] = []
+        try:
+            sources = []
+            topics = (("events", LANE_TOPICS[name], log), ("catalog", "catalog", self._catalog_log))
+            for key, topic, each in topics:
+                consumer = each.consumer(group)
+                consumers.append(consumer)
+                offset = self._seek(consumer, each, restored.offsets[key], topic)
+                sources.append(Source(topic, each, consumer, offset, self._clock))
+        except BaseException:
+            for consumer in consumers:
+                consumer.close()
+            raise
+        merge = TopicMerge(sources[0], sources[1], self.config.stream.catalog_grace_ms)
+        tracker = FreshnessTracker(self.config.stream.freshness_samples)
+        return Lane(
+            name, merge, restored.state, restored.bots, restored.categories, self._intern, tracker
+        )
+
+    def _fresh(self) -> _Restored:
+        bots = None if self._factory is None else self._factory(None)
+        state = StreamState(self.config.stream)
+        return _Restored(state, bots, {}, {"events": 0, "catalog": 0})
+
+    def _restore(self, name: str, log: EventLog, saved: LaneSnapshot | None) -> _Restored:
+        if saved is None:
             return self._fresh()
-        offsets = {topic: snapshot.offsets.get(topic, 0) for topic in self._logs}
+        logs = {"events": log, "catalog": self._catalog_log}
+        offsets = {topic: saved.offsets.get(topic, 0) for topic in logs}
         for topic, offset in offsets.items():
-            if offset > self._logs[topic].end_offset:
+            if offset > logs[topic].end_offset:
                 # It reflects records this log does not have: not this log's snapshot.
                 _logger.error(
-                    "stream.snapshot_ahead_of_log", topic=topic, offset=offset, action="rebuild"
+                    "stream.snapshot_ahead_of_log", lane=name, topic=topic, action="rebuild"
                 )
                 return self._fresh()
-        categories = {item: self._intern(path) for item, path in snapshot.categories.items()}
-        return _Restored(state, snapshot.bots, categories, offsets)
+        try:
+            state = StreamState.from_state(self.config.stream, saved.state)
+            bots = None if self._factory is None else self._factory(saved.bots)
+        except (HotshelfError, ValueError) as exc:
+            _logger.error("stream.snapshot_unreadable", lane=name, error=str(exc), action="rebuild")
+            return self._fresh()
+        categories = {item: self._intern(path) for item, path in saved.categories.items()}
+        return _Restored(state, bots, categories, offsets)
 
     def _seek(self, consumer: LogConsumer, log: EventLog, offset: int, topic: str) -> int:
         if offset < log.start_offset:
@@ -198,63 +211,35 @@ class StreamProcessor:
     # -- processing ------------------------------------------------------------
 
     def run_once(self, max_records: int = 1000, timeout_s: float = 0.0) -> int:
-        """Poll, apply up to ``max_records`` records, snapshot when due; returns records applied."""
-        merge = self._merge
-        if len(merge.events.buffer) < max_records:
-            busy = merge.events.buffer or merge.catalog.buffer
-            merge.events.poll(max_records, 0.0 if busy else timeout_s)
-        received: list[int] = []
-        with self._lock:
-            applied = 0
-            for is_catalog, records in merge.take(max_records):
-                if is_catalog:
-                    self._apply_catalog(records)
-                else:
-                    self._apply_events(records, received)
-                applied += len(records)
-        if received:
-            self.freshness.observe(self._clock(), received)
+        """One round: the real-time lane first, then the batch lane; returns records applied.
+
+        With a batch lane, the real-time lane may take all but ``batch_min_share`` of
+        ``max_records``; the batch lane gets the rest. Waits up to ``timeout_s`` for
+        real-time events only when the batch lane had nothing to do.
+        """
+        if len(self.lanes) == 1:
+            applied = self._step(self._rt, max_records, timeout_s)
+        else:
+            reserve = max(1, math.ceil(max_records * self._batch_share))
+            wait = 0.0 if self._batch_busy else timeout_s
+            applied = self._step(self._rt, max_records - reserve, wait)
+            batch = self.lanes[1]
+            done = self._step(batch, max_records - applied, 0.0)
+            self._batch_busy = bool(done) or batch.pending()
+            applied += done
         self._since_snapshot += applied
         if self._snapshot_due():
             self.snapshot()
         return applied
 
-    def _apply_events(self, records: list[LogRecord], received: list[int]) -> None:
-        apply = self._state.apply
-        category_of = self._categories.get
-        check = None if self._bots is None else self._bots.check
-        decode = _event_decoder.decode
-        for record in records:
-            try:
-                event = decode(record.value)
-            except msgspec.DecodeError as exc:
-                self._skip(record, "events", exc)
-                continue
-            is_bot = False if check is None else check(event).is_bot
-            item = event.item_id
-            apply(
-                event, None if item is None else category_of(item), is_bot, category_of=category_of
-            )
-            if event.lane == "rt":
-                received.append(event.received_ms)
-
-    def _apply_catalog(self, records: list[LogRecord]) -> None:
-        for record in records:
-            try:
-                change = decode_catalog_change(record.value)
-            except msgspec.DecodeError as exc:
-                self._skip(record, "catalog", exc)
-                continue
-            if change.op is CatalogOp.DELETE:
-                self._categories.pop(change.item_id, None)
-            elif change.item is not None:
-                self._categories[change.item_id] = self._intern(change.item.category)
-
-    def _skip(self, record: LogRecord, topic: str, exc: Exception) -> None:
-        # A checksummed record that does not decode is a writer's bug; skipping it is
-        # deterministic, so replays skip it too.
-        self.skipped += 1
-        _logger.error("stream.bad_record", topic=topic, offset=record.offset, error=str(exc))
+    def _step(self, lane: Lane, max_records: int, timeout_s: float) -> int:
+        lane.poll(max_records, timeout_s)
+        received: list[int] = []
+        with self._lock:
+            applied = lane.apply(max_records, received)
+        if received:
+            lane.freshness.observe(self._clock(), received)
+        return applied
 
     def _snapshot_due(self) -> bool:
         if not self._since_snapshot:
@@ -266,11 +251,11 @@ class StreamProcessor:
         return self._clock() - self._last_snapshot_ms >= interval_ms
 
     def caught_up(self) -> bool:
-        """Whether every record both logs hold now has been applied."""
-        return all(self.lag().get(topic) == 0 for topic in self._logs)
+        """Whether every record the logs hold now has been applied."""
+        return not any(self.lag().values())
 
     def catch_up(self, max_records: int = 1000, timeout_s: float = 30.0) -> int:
-        """Apply records until both topics are caught up (or ``timeout_s`` passes)."""
+        """Apply records until every lane is caught up (or ``timeout_s`` passes)."""
         deadline = time.monotonic() + timeout_s
         total = 0
         while not self.caught_up() and time.monotonic() < deadline:
@@ -283,7 +268,9 @@ class StreamProcessor:
     def run(self, stop: threading.Event, max_records: int = 1000) -> None:
         """Process until ``stop`` is set, then write a last snapshot (the service thread)."""
         while not stop.is_set():
-            if not self.run_once(max_records, timeout_s=0.1) and self._merge.waiting:
+            if not self.run_once(max_records, timeout_s=0.1) and any(
+                lane.merge.waiting for lane in self.lanes
+            ):
                 stop.wait(0.01)  # events wait out the catalog grace; do not spin
         self.snapshot()
 
@@ -292,26 +279,20 @@ class StreamProcessor:
     def snapshot_bytes(self) -> bytes:
         """The snapshot of the state as it is now (what ``snapshot`` would write)."""
         with self._lock:
-            snapshot = Snapshot(
-                version=SNAPSHOT_VERSION,
-                settings=self._settings,
-                offsets=self.offsets(),
-                bots=None if self._bots is None else self._bots.to_state(),
-                categories={item: list(path) for item, path in self._categories.items()},
-                state=self._state.to_state(),
-            )
+            lanes = {lane.name: LaneSnapshot(**lane.snapshot_parts()) for lane in self.lanes}
+            snapshot = Snapshot(version=SNAPSHOT_VERSION, settings=self._settings, lanes=lanes)
             return encode_snapshot(snapshot)
 
     def snapshot(self) -> int:
-        """Write a snapshot, then commit both consumers to its offsets; returns its size."""
+        """Write a snapshot, then commit the consumers to its offsets; returns its size."""
         began = time.perf_counter_ns()
         with self._lock:
-            offsets = self.offsets()
+            offsets = [lane.offsets() for lane in self.lanes]
             data = self.snapshot_bytes()
         self._store.write(data)
-        merge = self._merge
-        for source in (merge.events, merge.catalog):
-            source.consumer.commit(offsets[source.topic])
+        for lane, lane_offsets in zip(self.lanes, offsets, strict=True):
+            lane.merge.events.consumer.commit(lane_offsets["events"])
+            lane.merge.catalog.consumer.commit(lane_offsets["catalog"])
         self._since_snapshot = 0
         self._snapshot_ms = (time.perf_counter_ns() - began) // 1_000_000
         self._last_snapshot_ms = self._clock()
@@ -320,54 +301,93 @@ class StreamProcessor:
     # -- reading ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def reading(self) -> Iterator[StreamState]:
-        """The state, with processing held off while the block reads it."""
+    def reading(self) -> Iterator[StateView]:
+        """A view over the lanes' states, with processing held off while the block reads."""
         with self._lock:
-            yield self._state
+            yield self._view
 
     @property
     def state(self) -> StreamState:
-        """The state itself: read it only with ``reading()`` while the processor runs."""
-        return self._state
+        """The real-time lane's state: read it only with ``reading()`` while running."""
+        return self._rt.state
 
     def offsets(self) -> dict[str, int]:
-        """The next offset to apply per topic: the state reflects every record below."""
-        merge = self._merge
-        return {s.topic: s.next_offset for s in (merge.events, merge.catalog)}
+        """The next offset to apply per topic: the state reflects every record below.
+
+        Keys: "events" and "catalog" for the real-time lane, "events.batch" and
+        "catalog@batch" for the batch lane.
+        """
+        out: dict[str, int] = {}
+        for lane in self.lanes:
+            for topic, offset in lane.offsets().items():
+                out[self._key(lane, topic)] = offset
+        return out
+
+    def _key(self, lane: Lane, topic: str) -> str:
+        if lane is self._rt:
+            return topic
+        return lane.topic if topic == "events" else f"{topic}@{lane.name}"
 
     def lag(self) -> dict[str, int]:
-        """Records each topic holds that the state does not reflect yet."""
+        """Records each lane's topics hold that its state does not reflect yet."""
+        out: dict[str, int] = {}
+        for lane in self.lanes:
+            merge = lane.merge
+            for source in (merge.events, merge.catalog):
+                behind = max(0, source.end_offset - source.next_offset)
+                out[self._key(lane, "catalog" if source is merge.catalog else "events")] = behind
+        return out
+
+    def lane_lag(self) -> dict[str, int]:
+        """Events per lane ("rt", "batch") not applied yet."""
         return {
-            topic: max(0, self._logs[topic].end_offset - offset)
-            for topic, offset in self.offsets().items()
+            lane.name: max(0, lane.merge.events.end_offset - lane.merge.events.next_offset)
+            for lane in self.lanes
         }
 
-    def freshness_summary(self) -> FreshnessSummary:
-        return self.freshness.summary()
+    def freshness_summary(self, lane: str = "rt") -> FreshnessSummary:
+        """Arrival-to-visible times of one lane's events."""
+        for each in self.lanes:
+            if each.name == lane:
+                return each.freshness.summary()
+        raise KeyError(lane)
 
     def bot_verdicts(self, limit: int = 100) -> list[BotRecord]:
-        """Visitors the bot filter flags now, most recently seen first (none when off)."""
+        """Visitors the real-time lane's bot filter flags now, most recently seen first."""
         with self._lock:
-            return [] if self._bots is None else self._bots.verdicts(limit)
+            bots = self._rt.bots
+            return [] if bots is None else bots.verdicts(limit)
 
     def bot_stats(self) -> dict[str, int]:
-        """Events the bot filter checked and flagged, and flagged events per reason."""
+        """Events the bot filters checked and flagged, and flagged events per reason."""
+        total: dict[str, int] = {}
         with self._lock:
-            return {} if self._bots is None else self._bots.stats()
+            for lane in self.lanes:
+                if lane.bots is not None:
+                    for key, n in lane.bots.stats().items():
+                        total[key] = total.get(key, 0) + n
+        return total
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: lag per topic, records skipped or redelivered, the last
         snapshot's duration, and the sizes of the state's bounded tables."""
-        merge = self._merge
         out = {f"lag_{topic}": n for topic, n in self.lag().items()}
         out.update(
-            skipped=self.skipped,
-            redelivered=merge.events.redelivered + merge.catalog.redelivered,
+            skipped=sum(lane.skipped for lane in self.lanes),
+            redelivered=sum(
+                lane.merge.events.redelivered + lane.merge.catalog.redelivered
+                for lane in self.lanes
+            ),
             snapshot_ms=self._snapshot_ms,
         )
         with self._lock:
-            out.update(self._state.stats())
+            out.update(self._view.stats())
         return out
+
+    @property
+    def skipped(self) -> int:
+        """Records that did not decode, over every lane."""
+        return sum(lane.skipped for lane in self.lanes)
 
     def close(self, *, snapshot: bool = True) -> None:
         """Write a last snapshot (unless told not to) and release the consumers."""
@@ -378,5 +398,5 @@ class StreamProcessor:
                 self.snapshot()
         finally:
             self._closed = True
-            self._merge.events.consumer.close()
-            self._merge.catalog.consumer.close()
+            for lane in self.lanes:
+                lane.close()

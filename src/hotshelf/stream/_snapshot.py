@@ -1,8 +1,9 @@
 """Stream snapshots: the state together with the log offsets it reflects, written atomically.
 
 A snapshot is the msgpack of ``Snapshot``: version, a fingerprint of the settings
-the state depends on, the next offset to process per topic, the bot filter's state,
-the processor's item -> category map and the stream state.
+the state depends on and, per lane (``_lane``), the next offset to process per topic,
+the bot filter's state, the lane's item -> category map and its stream state. Lanes
+restore independently: a lane missing from a snapshot starts from offset 0.
 
 Maps are written in their dicts' insertion order, not sorted. That order is itself
 a function of the updates applied (the same inserts and deletes give the same order),
@@ -28,6 +29,7 @@ from hotshelf.config import Config
 
 __all__ = [
     "SNAPSHOT_VERSION",
+    "LaneSnapshot",
     "Snapshot",
     "SnapshotStore",
     "decode_snapshot",
@@ -35,7 +37,7 @@ __all__ = [
     "settings_fingerprint",
 ]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 # Settings that only pace the processor or shape query answers: a snapshot taken
 # under other values of these still fits.
 _RUNTIME_SETTINGS = frozenset(
@@ -46,9 +48,19 @@ _RUNTIME_SETTINGS = frozenset(
         "min_support",
         "trend_smoothing",
         "catalog_grace_ms",
+        "batch_min_share",
         "freshness_samples",
     }
 )
+
+
+class LaneSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """One lane's part of a snapshot."""
+
+    offsets: dict[str, int]
+    bots: Any
+    categories: dict[str, list[str]]
+    state: Any
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,10 +68,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
     version: int
     settings: str
-    offsets: dict[str, int]
-    bots: Any
-    categories: dict[str, list[str]]
-    state: Any
+    lanes: dict[str, LaneSnapshot]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -71,8 +80,19 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
 
 
 def decode_snapshot(data: bytes) -> Snapshot:
-    """Raises ``msgspec.DecodeError`` for bytes that are not a snapshot."""
+    """Raises ``msgspec.DecodeError`` for bytes that are not a snapshot of this version."""
+    version = msgspec.msgpack.decode(data, type=_Versioned).version
+    if version != SNAPSHOT_VERSION:
+        raise msgspec.DecodeError(
+            f"snapshot version {version}, this build reads {SNAPSHOT_VERSION}"
+        )
     return _decoder.decode(data)
+
+
+class _Versioned(msgspec.Struct):
+    """Any snapshot's first field, read before the rest (whose layout may differ)."""
+
+    version: int
 
 
 def settings_fingerprint(config: Config, bots: bool) -> str:

@@ -183,14 +183,21 @@ class StreamState:
 
     # -- queries ---------------------------------------------------------------
 
-    def _pattern(
+    @property
+    def trends(self) -> TrendIndex:
+        """The trend tables (for ``StateView``, which sums several states')."""
+        return self._trends
+
+    def pattern(
         self, location: str | None, device: str | None, category: str | None
     ) -> tuple[str, str, str]:
+        """A segment pattern from query parameters ("*" or nothing: every value)."""
         loc = location if location else ANY
         dev = ANY if not device or device == ANY else device_key(device)
         return loc, dev, category if category else ANY
 
-    def _window(self, window_s: float | None) -> int:
+    def window_column(self, window_s: float | None) -> int:
+        """The trend column of ``window_s`` (None: the shortest); 422 for other windows."""
         if window_s is None:
             return 0
         index = self._trends.window_index(window_s)
@@ -199,7 +206,8 @@ class StreamState:
             raise ValidationError(f"window must be one of {known} (seconds), not {window_s:g}")
         return index
 
-    def _k(self, k: int) -> int:
+    def top(self, k: int) -> int:
+        """``k`` capped at ``top_k``; 422 below 1."""
         if k < 1:
             raise ValidationError(f"k must be at least 1, not {k}")
         return min(k, self.config.top_k)
@@ -220,9 +228,9 @@ class StreamState:
         ``now_ms`` (default the latest event time applied).
         """
         found = self._trends.trending(
-            self._pattern(location, device, category),
-            self._window(window),
-            self._k(k),
+            self.pattern(location, device, category),
+            self.window_column(window),
+            self.top(k),
             self._now_ms if now_ms is None else now_ms,
         )
         return [ItemScore(item, score) for item, score in found]
@@ -239,9 +247,9 @@ class StreamState:
     ) -> list[ItemScore]:
         """Items with the most decayed engagement units in a segment, best first."""
         found = self._trends.popular(
-            self._pattern(location, device, category),
-            self._window(window),
-            self._k(k),
+            self.pattern(location, device, category),
+            self.window_column(window),
+            self.top(k),
             self._now_ms if now_ms is None else now_ms,
         )
         return [ItemScore(item, score) for item, score in found]
@@ -250,7 +258,7 @@ class StreamState:
         """Items most often ``kind`` ("viewed", "carted", "bought") in the same sessions."""
         if kind not in KINDS:
             raise ValidationError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        found = self._co.related(KINDS.index(kind), item_id, self._k(k))
+        found = self._co.related(KINDS.index(kind), item_id, self.top(k))
         return [ItemScore(item, float(n)) for item, n in found]
 
     def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History:
@@ -265,8 +273,8 @@ class StreamState:
         k: int = 20,
     ) -> Counts:
         """Counts per event type, for the segment asked and overall, and the top items."""
-        segment = self._trends.counts(self._pattern(location, device, category))
-        top = [ItemScore(item, float(n)) for item, n in self._items.top(self._k(k))]
+        segment = self._trends.counts(self.pattern(location, device, category))
+        top = [ItemScore(item, float(n)) for item, n in self._items.top(self.top(k))]
         return Counts(
             events=_named(self._events),
             bot_events=_named(self._bots),

@@ -31,12 +31,23 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from hotshelf.config import StreamConfig
 from hotshelf.stream._sketch import HeavyHitters, lane, merged, pack
 
-__all__ = ["ANY", "NO_VALUE", "OTHER", "DecayClock", "Leaf", "TrendIndex", "device_key"]
+__all__ = [
+    "ANY",
+    "NO_VALUE",
+    "OTHER",
+    "DecayClock",
+    "Leaf",
+    "TrendIndex",
+    "device_key",
+    "popular_over",
+    "trending_over",
+]
 
 ANY = "*"
 NO_VALUE = "(none)"
@@ -235,33 +246,13 @@ class TrendIndex:
         self, pattern: tuple[str, str, str], window: int, k: int, now_ms: int
     ) -> list[tuple[str, float]]:
         """The ``k`` items with the most decayed units in ``window``."""
-        rows, _ = merged(self._tables_for(pattern))
-        decay = self.clock.decay(window, now_ms)
-        best = heapq.nsmallest(k, ((-lane(row, window), key) for key, row in rows.items()))
-        return [(key, -neg * decay) for neg, key in best if neg < 0]
+        return popular_over([self], pattern, window, k, now_ms)
 
     def trending(
         self, pattern: tuple[str, str, str], window: int, k: int, now_ms: int
     ) -> list[tuple[str, float]]:
         """The ``k`` items rising most against their baseline, by z-score."""
-        rows, decrement = merged(self._tables_for(pattern))
-        if not rows:
-            return []
-        base = window + 1
-        decay, base_decay = self.clock.decay(window, now_ms), self.clock.decay(base, now_ms)
-        ratio = self.clock.taus[window] / self.clock.taus[base]
-        support, smoothing = self._config.min_support, self._config.trend_smoothing
-        slack = decrement[base]
-        scored = []
-        for key, row in rows.items():
-            observed = lane(row, window) * decay
-            if observed < support:
-                continue
-            expected = (lane(row, base) + slack) * base_decay * ratio
-            z = (observed - expected) / math.sqrt(expected + smoothing)
-            if z > 0:
-                scored.append((-z, key))
-        return [(key, -neg) for neg, key in heapq.nsmallest(k, scored)]
+        return trending_over([self], pattern, window, k, now_ms)
 
     def counts(self, pattern: tuple[str, str, str]) -> list[int]:
         """Event counts per type summed over the segments in ``pattern``."""
@@ -299,3 +290,88 @@ class TrendIndex:
         for text, counts in state["counts"].items():
             leaf = self._leaf(_split(text))
             leaf.counts = [int(n) for n in counts]
+
+
+# -- queries over several indexes ----------------------------------------------------
+# The lanes of one processor and the partitions of a processor group each count a
+# disjoint part of the stream, so an item's units are the sums of its parts' (decayed
+# each by its own clock: the landmarks differ). A Misra-Gries sum over disjoint parts
+# keeps the bound; with one index these are exactly the single-table answers.
+
+
+def _parts(
+    indexes: Sequence[TrendIndex], pattern: tuple[str, str, str]
+) -> list[tuple[TrendIndex, dict[str, int], list[int]]]:
+    found = []
+    for index in indexes:
+        if index.clock.landmark_s is None:
+            continue  # nothing counted yet
+        rows, decrement = merged(index._tables_for(pattern))
+        if rows:
+            found.append((index, rows, decrement))
+    return found
+
+
+def popular_over(
+    indexes: Sequence[TrendIndex],
+    pattern: tuple[str, str, str],
+    window: int,
+    k: int,
+    now_ms: int,
+) -> list[tuple[str, float]]:
+    """The ``k`` items with the most decayed units in ``window`` over all ``indexes``."""
+    parts = _parts(indexes, pattern)
+    if len(parts) == 1:  # the common case: integers rank exactly, decay once at the end
+        index, rows, _ = parts[0]
+        decay = index.clock.decay(window, now_ms)
+        best = heapq.nsmallest(k, ((-lane(row, window), key) for key, row in rows.items()))
+        return [(key, -neg * decay) for neg, key in best if neg < 0]
+    totals: dict[str, float] = {}
+    for index, rows, _ in parts:
+        decay = index.clock.decay(window, now_ms)
+        for key, row in rows.items():
+            totals[key] = totals.get(key, 0.0) + lane(row, window) * decay
+    best_f = heapq.nsmallest(k, ((-units, key) for key, units in totals.items()))
+    return [(key, -neg) for neg, key in best_f if neg < 0]
+
+
+def trending_over(
+    indexes: Sequence[TrendIndex],
+    pattern: tuple[str, str, str],
+    window: int,
+    k: int,
+    now_ms: int,
+) -> list[tuple[str, float]]:
+    """The ``k`` items rising most against their baseline over all ``indexes``, by z-score.
+
+    The baseline of each part is taken at its upper bound (estimate + that part's Δ),
+    also for parts that dropped the item or never saw it.
+    """
+    parts = _parts(indexes, pattern)
+    if not parts:
+        return []
+    base = window + 1
+    observed: dict[str, float] = {}
+    expected: dict[str, float] = {}
+    slack_total = 0.0
+    for index, rows, decrement in parts:
+        clock = index.clock
+        decay, base_decay = clock.decay(window, now_ms), clock.decay(base, now_ms)
+        ratio = clock.taus[window] / clock.taus[base]
+        slack = decrement[base]
+        slack_total += slack * base_decay * ratio
+        for key, row in rows.items():
+            observed[key] = observed.get(key, 0.0) + lane(row, window) * decay
+            # this part's slack is in slack_total; only the estimate is per item
+            expected[key] = expected.get(key, 0.0) + lane(row, base) * base_decay * ratio
+    config = parts[0][0]._config
+    support, smoothing = config.min_support, config.trend_smoothing
+    scored = []
+    for key, s in observed.items():
+        if s < support:
+            continue
+        e = expected[key] + slack_total
+        z = (s - e) / math.sqrt(e + smoothing)
+        if z > 0:
+            scored.append((-z, key))
+    return [(key, -neg) for neg, key in heapq.nsmallest(k, scored)]

@@ -1,0 +1,144 @@
+"""``StateView``: the queries of ``StreamState`` answered over several states at once.
+
+Each lane of a processor (real-time, batch) keeps its own ``StreamState``, and so
+does each partition of a processor group; every one counts a disjoint part of the
+stream. A view sums them: units and counts add, trend scores are computed from the
+summed window and baseline units (``_trending.trending_over``), co-engagement counts
+add, histories are taken from the first state that knows the visitor, topped up from
+the others. Over one state a view answers exactly what that state answers.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Sequence
+
+from hotshelf.stream._history import History
+from hotshelf.stream._state import Counts, ItemScore, StreamState
+from hotshelf.stream._trending import ANY, popular_over, trending_over
+
+__all__ = ["StateView"]
+
+
+class StateView:
+    """Read-only queries over ``parts``; the caller holds whatever lock guards them."""
+
+    def __init__(self, parts: Sequence[StreamState]) -> None:
+        if not parts:
+            raise ValueError("a view needs at least one state")
+        self.parts = list(parts)
+        self._first = self.parts[0]
+
+    @property
+    def now_ms(self) -> int:
+        """The latest event time any part applied (epoch ms)."""
+        return max(part.now_ms for part in self.parts)
+
+    def trending(
+        self,
+        location: str | None = ANY,
+        device: str | None = ANY,
+        category: str | None = ANY,
+        window: float | None = None,
+        k: int = 20,
+        *,
+        now_ms: int | None = None,
+    ) -> list[ItemScore]:
+        """Items rising against their own baseline in a segment, over every part."""
+        first = self._first
+        found = trending_over(
+            [part.trends for part in self.parts],
+            first.pattern(location, device, category),
+            first.window_column(window),
+            first.top(k),
+            self.now_ms if now_ms is None else now_ms,
+        )
+        return [ItemScore(item, score) for item, score in found]
+
+    def popular(
+        self,
+        location: str | None = ANY,
+        device: str | None = ANY,
+        category: str | None = ANY,
+        window: float | None = None,
+        k: int = 20,
+        *,
+        now_ms: int | None = None,
+    ) -> list[ItemScore]:
+        """Items with the most decayed engagement units in a segment, over every part."""
+        first = self._first
+        found = popular_over(
+            [part.trends for part in self.parts],
+            first.pattern(location, device, category),
+            first.window_column(window),
+            first.top(k),
+            self.now_ms if now_ms is None else now_ms,
+        )
+        return [ItemScore(item, score) for item, score in found]
+
+    def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
+        """Items most often ``kind`` in the same sessions as ``item_id``, counts summed."""
+        if len(self.parts) == 1:
+            return self._first.related(item_id, kind, k)
+        limit = self._first.top(k)
+        totals: Counter[str] = Counter()
+        for part in self.parts:
+            for found in part.related(item_id, kind, self._first.config.top_k):
+                totals[found.item_id] += int(found.score)
+        best = heapq.nsmallest(limit, ((-n, item) for item, n in totals.items()))
+        return [ItemScore(item, float(-neg)) for neg, item in best]
+
+    def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History:
+        """Recent items of one user or session: the first part's, then the others' after."""
+        found = [part.history(user_id=user_id, session_id=session_id) for part in self.parts]
+        if len(found) == 1:
+            return found[0]
+        limit = self._first.config.history_length
+
+        def joined(lists: list[list[str]]) -> list[str]:
+            return list(dict.fromkeys(item for each in lists for item in each))[:limit]
+
+        return History(
+            viewed=joined([h.viewed for h in found]),
+            carted=joined([h.carted for h in found]),
+            bought=joined([h.bought for h in found]),
+        )
+
+    def counts(
+        self,
+        location: str | None = ANY,
+        device: str | None = ANY,
+        category: str | None = ANY,
+        k: int = 20,
+    ) -> Counts:
+        """Counts per event type and the most engaged-with items, summed over the parts."""
+        if len(self.parts) == 1:
+            return self._first.counts(location, device, category, k)
+        top_k = self._first.config.top_k
+        found = [part.counts(location, device, category, top_k) for part in self.parts]
+        top: Counter[str] = Counter()
+        for each in found:
+            top.update({score.item_id: int(score.score) for score in each.top_items})
+        best = heapq.nsmallest(self._first.top(k), ((-n, item) for item, n in top.items()))
+        return Counts(
+            events=_summed([each.events for each in found]),
+            bot_events=_summed([each.bot_events for each in found]),
+            segment=_summed([each.segment for each in found]),
+            top_items=[ItemScore(item, float(-neg)) for neg, item in best],
+        )
+
+    def stats(self) -> dict[str, int]:
+        """The parts' table sizes, summed."""
+        total: Counter[str] = Counter()
+        for part in self.parts:
+            total.update(part.stats())
+        return dict(total)
+
+
+def _summed(maps: list[dict[str, int]]) -> dict[str, int]:
+    total = dict(maps[0])
+    for each in maps[1:]:
+        for key, n in each.items():
+            total[key] = total.get(key, 0) + n
+    return total
