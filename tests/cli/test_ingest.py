@@ -35,9 +35,9 @@ def _write(path: Path, events: list[dict[str, object]], *, blank_every: int = 0)
     return path
 
 
-def _stored(data: Path) -> list[tuple[str, str]]:
+def _stored(data: Path, topic: str = "events.batch") -> list[tuple[str, str]]:
     cfg = load_config(overrides=[f"data_dir={json.dumps(str(data))}"], environ={})
-    with open_log(cfg, "events.batch") as log:
+    with open_log(cfg, topic) as log:
         records = log.read(0, 100_000) if log.end_offset else []
     return [(e.event_id, e.lane) for e in map(decode_stored_event, (r.value for r in records))]
 
@@ -59,6 +59,21 @@ def test_ingest_appends_on_the_batch_lane_and_is_idempotent(tmp_path: Path) -> N
     assert code == 0, out
     assert "2500 duplicate" in out
     assert len(_stored(data)) == 2500
+
+
+def test_events_already_sent_live_are_not_imported_again(tmp_path: Path) -> None:
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    assert _ingest(elsewhere, _write(tmp_path / "live.ndjson", _events(10)))[0] == 0
+    cfg, other = (
+        load_config(overrides=[f"data_dir={json.dumps(str(d))}"], environ={})
+        for d in (data, elsewhere)
+    )
+    with open_log(cfg, "events") as events, open_log(other, "events.batch") as batch:
+        events.append([r.value for r in batch.read(0, 10)])  # as if they had come live
+    code, out = _ingest(data, _write(tmp_path / "ev.ndjson", _events(20)))
+    assert code == 0, out
+    assert "10 duplicate" in out
+    assert [eid for eid, _ in _stored(data)] == [f"e{i}" for i in range(10, 20)]
 
 
 def test_a_bad_line_rejects_the_whole_file_with_its_line_number(tmp_path: Path) -> None:
