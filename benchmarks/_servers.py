@@ -37,10 +37,16 @@ __all__ = [
 ]
 
 
-def hotshelf_serve_command(port: int, data_dir: str, overrides: Sequence[str] = ()) -> list[str]:
-    """``hotshelf serve`` on ``port`` over ``data_dir``, quiet logs, plus ``--set`` overrides."""
+def hotshelf_serve_command(
+    port: int, data_dir: str, overrides: Sequence[str] = (), *, stream: bool = True
+) -> list[str]:
+    """``hotshelf serve`` on ``port`` over ``data_dir``, quiet logs, plus ``--set`` overrides;
+    ``stream=False`` serves without the stream processor (``stream.serve=false``)."""
     cmd = [sys.executable, "-m", "hotshelf", "serve", "--port", str(port), "--data-dir", data_dir]
-    for override in ['logging.level="warning"', *overrides]:
+    sets = ['logging.level="warning"', *overrides]
+    if not stream:
+        sets.append("stream.serve=false")
+    for override in sets:
         cmd += ["--set", override]
     return cmd
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hotshelf.config import Config, LogConfig
+from hotshelf.config import Config, LogConfig, StreamConfig
 from hotshelf.events import decode_stored_event
 from hotshelf.log import FileLog
 from tests.serving.api import JSON, NDJSON, Api, make_config, ndjson, view
@@ -185,7 +185,9 @@ def test_healthz_and_readyz(api: Api) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True
-    assert body["checks"] == {"events_log": "ok", "catalog": "ok"}
+    assert body["checks"] == {"events_log": "ok", "catalog": "ok", "stream": "ok"}
+    assert {"events", "catalog"} <= set(body["stream_lag"])  # and the batch lane's topics
+    assert not any(body["stream_lag"].values())
     assert body["damage"] == []
 
 
@@ -309,6 +311,7 @@ def test_service_retention_trims_events_but_never_the_catalog(tmp_path: Path) ->
     cfg = Config(
         data_dir=str(tmp_path),
         log=LogConfig(retention_hours=None, retention_bytes=1, segment_max_bytes=512),
+        stream=StreamConfig(serve=False),  # the records below are not events
     )
     service = Service(cfg)
     service.start()

@@ -1,4 +1,4 @@
-"""Prometheus metrics for the service and the log.
+"""Prometheus metrics for the service, the log and (through ``watch_stream``) the stream.
 
 Each ``Metrics`` owns its registry, so several apps (tests) never collide in the
 process-wide default one. Labelled children are cached per (route, method, status):
@@ -20,6 +20,7 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 
 from hotshelf.log import LogObserver, LogStats
+from hotshelf.monitoring._stream_metrics import StreamCollector, StreamSource
 
 __all__ = ["CONTENT_TYPE", "Metrics", "PrometheusLogObserver"]
 
@@ -108,6 +109,7 @@ class Metrics:
         if process:
             ProcessCollector(registry=reg)
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._stream: StreamCollector | None = None
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request; ``route`` is the template, never the raw path."""
@@ -137,6 +139,15 @@ class Metrics:
         self.log_size_bytes.labels(topic).set_function(field("size_bytes"))
         self.log_end_offset.labels(topic).set_function(field("end_offset"))
         self.log_start_offset.labels(topic).set_function(field("start_offset"))
+
+    def watch_stream(self, source: Callable[[], StreamSource | None]) -> None:
+        """Report the stream processor ``source()`` returns (None: none running) at scrape
+        time: freshness, lag per topic, bot counts, table sizes."""
+        if self._stream is None:
+            self._stream = StreamCollector(source)
+            self.registry.register(self._stream)
+        else:
+            self._stream.source = source
 
     def observer(self, topic: str) -> PrometheusLogObserver:
         """A ``LogObserver`` feeding this registry for ``topic``."""

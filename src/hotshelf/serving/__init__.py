@@ -1,4 +1,5 @@
-"""The HTTP API: event ingestion, catalog items, health, metrics, OpenAPI."""
+"""The HTTP API: event ingestion, catalog items, stream state (trending, popular, related,
+bots), health, metrics, OpenAPI."""
 
 from hotshelf.serving._app import HotshelfApp, create_app
 from hotshelf.serving._server import run_server

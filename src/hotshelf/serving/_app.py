@@ -65,6 +65,10 @@ class HotshelfApp:
             ("/v1/events", "POST", self._post_events),
             ("/v1/items", "POST", self._post_items),
             ("/v1/items/{item_id}", "GET", self._get_item),
+            ("/v1/items/{item_id}/related", "GET", self._get_related),
+            ("/v1/trending", "GET", self._get_trending),
+            ("/v1/popular", "GET", self._get_popular),
+            ("/v1/bots", "GET", self._get_bots),
             ("/healthz", "GET", self._healthz),
             ("/readyz", "GET", self._readyz),
             ("/metrics", "GET", self._metrics),
@@ -199,6 +203,25 @@ class HotshelfApp:
     async def _get_item(self, request: Request) -> Response:
         return json_response(self.service.get_item(request.path_params["item_id"]))
 
+    # The stream queries wait for the processor's lock (held while it applies a batch):
+    # in a worker thread, so the event loop keeps serving ingest meanwhile.
+
+    async def _get_trending(self, request: Request) -> Response:
+        answer = await asyncio.to_thread(self.service.ranked, "trending", request.query)
+        return json_response(answer)
+
+    async def _get_popular(self, request: Request) -> Response:
+        answer = await asyncio.to_thread(self.service.ranked, "popular", request.query)
+        return json_response(answer)
+
+    async def _get_related(self, request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        answer = await asyncio.to_thread(self.service.related, item_id, request.query)
+        return json_response(answer)
+
+    async def _get_bots(self, request: Request) -> Response:
+        return json_response(await asyncio.to_thread(self.service.bots, request.query))
+
     async def _healthz(self, request: Request) -> Response:
         return json_response(Health())
 
@@ -207,7 +230,9 @@ class HotshelfApp:
         return json_response(readiness, 200 if readiness.ready else 503)
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(200, self.metrics.render(), CONTENT_TYPE.encode())
+        # Off the loop too: the stream collector reads the processor under its lock.
+        body = await asyncio.to_thread(self.metrics.render)
+        return Response(200, body, CONTENT_TYPE.encode())
 
     async def _openapi(self, request: Request) -> Response:
         return Response(200, self._openapi_body)

@@ -8,7 +8,17 @@ import msgspec
 
 from hotshelf import __version__
 from hotshelf.events import Event, Item
-from hotshelf.serving._schemas import ErrorBody, EventsAccepted, Health, ItemsAccepted, Readiness
+from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery
+from hotshelf.serving._schemas import (
+    Bots,
+    ErrorBody,
+    EventsAccepted,
+    Health,
+    ItemsAccepted,
+    RankedItems,
+    Readiness,
+    RelatedItems,
+)
 
 __all__ = ["openapi_document"]
 
@@ -27,18 +37,74 @@ def _errors(*statuses: int) -> dict[str, Any]:
         413: "Body, batch or property limits exceeded",
         415: "Unsupported Content-Type",
         422: "Invalid input; `problems` lists every bad field with its JSON path",
-        503: "Starting, stopping, or the log is unavailable",
+        503: "Starting, stopping, the log is unavailable, or (read endpoints) the stream "
+        "processor is off (stream.serve = false) or stopped",
     }
     err = {"$ref": _REF.format(name="ErrorBody")}
     return {str(s): {"description": reasons[s], "content": _json(err)} for s in statuses}
 
 
+_PARAMETERS = {
+    "location": "Segment location as events send it (e.g. `London, GB`); absent or `*`: all",
+    "device": "Segment device (mobile, desktop, tablet, ...); absent or `*`: all",
+    "category": "Segment top-level catalog category; absent or `*`: all",
+    "window": "Window in seconds, one of `stream.windows_s`; default the shortest",
+    "k": "How many items, at most `stream.top_k`",
+    "kind": "Items viewed, carted or bought in the same sessions",
+    "limit": "How many flagged visitors, most recently seen first",
+}
+
+
+def _query_parameters(kind: type[msgspec.Struct]) -> list[dict[str, Any]]:
+    """OpenAPI query parameters from the struct the endpoint parses its query into."""
+    schema = msgspec.json.schema(kind)["$defs"][kind.__name__]
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k != "default" or v is not None}
+        for branch in prop.pop("anyOf", []):
+            if branch != {"type": "null"}:  # absent, not null, in a query string
+                prop.update(branch)
+        out.append({"name": name, "in": "query", "description": _PARAMETERS[name], "schema": prop})
+    return out
+
+
+def _get(operation: str, summary: str, query: type[msgspec.Struct], answer: Any) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation,
+            "parameters": _query_parameters(query),
+            "responses": {
+                "200": {"description": "The answer", "content": _json(answer)},
+                **_errors(422, 503),
+            },
+        }
+    }
+
+
+def _stream_paths(ranked: Any, related: Any, bots: Any) -> dict[str, Any]:
+    """The read endpoints over the stream processor's state."""
+    trending = "Items rising against their baseline in a segment (z-score)"
+    popular = "Items with the most decayed engagement in a segment"
+    paths = {
+        "/v1/trending": _get("getTrending", trending, RankQuery, ranked),
+        "/v1/popular": _get("getPopular", popular, RankQuery, ranked),
+        "/v1/items/{item_id}/related": _get(
+            "getRelated", "Items engaged with in the same sessions", RelatedQuery, related
+        ),
+        "/v1/bots": _get("getBots", "Visitors the bot filter flags now", BotsQuery, bots),
+    }
+    path_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths["/v1/items/{item_id}/related"]["get"]["parameters"].insert(0, path_id)
+    return paths
+
+
 def openapi_document() -> dict[str, Any]:
     """The API description served at ``/openapi.json``."""
-    (event, events, item, items, accepted, items_ok, error, health, ready), components = (
+    (event, events, item, items, accepted, items_ok, error, health, ready, *stream), components = (
         msgspec.json.schema_components(
             [Event, list[Event], Item, list[Item], EventsAccepted, ItemsAccepted, ErrorBody,
-             Health, Readiness],
+             Health, Readiness, RankedItems, RelatedItems, Bots],
             ref_template=_REF,
         )
     )  # fmt: skip
@@ -99,6 +165,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             }
         },
+        **_stream_paths(*stream),
         "/healthz": {
             "get": {
                 "summary": "Liveness: the process answers",
@@ -108,7 +175,10 @@ def openapi_document() -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
-                "summary": "Readiness: logs open, catalog caught up, damage found at recovery",
+                "summary": (
+                    "Readiness: logs open, catalog caught up, stream processor running "
+                    "(and its lag), damage found at recovery"
+                ),
                 "operationId": "readyz",
                 "responses": {
                     "200": {"description": "Ready", "content": _json(ready)},

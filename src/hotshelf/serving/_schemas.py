@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import msgspec
 
+from hotshelf.stream import BotRecord, ItemScore
+
 __all__ = [
+    "BotCounts",
+    "Bots",
     "Damage",
     "ErrorBody",
     "EventsAccepted",
     "Health",
     "ItemsAccepted",
     "Problem",
+    "RankedItems",
     "Readiness",
+    "RelatedItems",
+    "Segment",
 ]
 
 
@@ -65,7 +72,9 @@ class Damage(msgspec.Struct):
 
 
 class Readiness(msgspec.Struct):
-    """``ready`` is true once the logs are open and the catalog is caught up."""
+    """``ready`` is true once the logs are open, the catalog is caught up and the stream
+    processor runs (or is off). ``stream_lag``: records per topic not yet in its state;
+    it catches up in the background, so a lag does not make the service unready."""
 
     ready: bool
     checks: dict[str, str]
@@ -73,3 +82,54 @@ class Readiness(msgspec.Struct):
     catalog_items: int | None = None
     dedup_ids: int | None = None
     damage: list[Damage] = msgspec.field(default_factory=list)
+    stream_lag: dict[str, int] | None = None
+
+
+class Segment(msgspec.Struct):
+    """The segment asked for: location x device x top-level category, "*" for all."""
+
+    location: str = "*"
+    device: str = "*"
+    category: str = "*"
+
+
+class RankedItems(msgspec.Struct, kw_only=True):
+    """Trending (z-score against the next longer window) or popular (decayed units) items.
+
+    ``as_of_ms`` is the latest event time in the state, the "now" scores decay to;
+    ``lag`` is the records per topic the state does not reflect yet.
+    """
+
+    items: list[ItemScore]
+    segment: Segment
+    window_s: float
+    as_of_ms: int
+    lag: dict[str, int]
+
+
+class RelatedItems(msgspec.Struct, kw_only=True):
+    """Items most often ``kind`` in the same sessions as ``item_id``; scores are counts."""
+
+    item_id: str
+    kind: str
+    items: list[ItemScore]
+    as_of_ms: int
+    lag: dict[str, int]
+
+
+class BotCounts(msgspec.Struct, kw_only=True):
+    """Events the bot filter checked and flagged; flagged events per reason (an event
+    can have several)."""
+
+    checked: int
+    flagged: int
+    by_reason: dict[str, int]
+
+
+class Bots(msgspec.Struct, kw_only=True):
+    """Visitors flagged now (most recently seen first) and the filter's counts;
+    ``enabled`` is false when ``bots.enabled`` is off (nothing is flagged)."""
+
+    enabled: bool
+    bots: list[BotRecord]
+    counts: BotCounts

@@ -1,4 +1,5 @@
-"""What the HTTP API does, apart from HTTP: the logs, the catalog, the dedup window.
+"""What the HTTP API does, apart from HTTP: the logs, the catalog, the dedup window, and
+the stream processor whose state the read endpoints answer from.
 
 ``Service`` knows nothing of ASGI, so the app in ``_app`` stays a thin adapter and a
 benchmark can put another framework in front of the very same code.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -31,11 +32,22 @@ from hotshelf.events import (
 )
 from hotshelf.log import VerifyReport
 from hotshelf.monitoring import Metrics, get_logger
-from hotshelf.serving._schemas import Damage, EventsAccepted, ItemsAccepted, Readiness
+from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, parse_query
+from hotshelf.serving._schemas import (
+    Bots,
+    Damage,
+    EventsAccepted,
+    ItemsAccepted,
+    RankedItems,
+    Readiness,
+    RelatedItems,
+)
 
 if TYPE_CHECKING:
     from hotshelf.catalog import CatalogView
     from hotshelf.log import AppendResult, EventLog
+    from hotshelf.serving._stream import StreamRunner
+    from hotshelf.stream import StreamProcessor
 
 __all__ = ["Service"]
 
@@ -56,16 +68,21 @@ class Service:
         self.dedup = DedupWindow(config.events.dedup_window_s, config.events.dedup_max_ids)
         self.events_log: EventLog | None = None
         self.catalog_log: EventLog | None = None
+        self.batch_log: EventLog | None = None  # events.batch, opened for the stream only
         self.catalog: CatalogView | None = None
         self.damage: list[Damage] = []
+        self.stream: StreamRunner | None = None
         self._closing = False
 
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open both logs, catch the catalog up and rebuild the dedup window."""
+        """Open the logs, catch the catalog up, rebuild the dedup window and start the
+        stream processor (``stream.serve``; both lanes: live events and the batch lane's
+        ``events.batch`` that ``hotshelf ingest`` fills) from its snapshot."""
         from hotshelf.catalog import CatalogView
         from hotshelf.log import open_log
+        from hotshelf.serving._stream import StreamRunner
 
         started = time.perf_counter()
         cfg, metrics = self.config, self.metrics
@@ -75,6 +92,13 @@ class Service:
             self.catalog = CatalogView(self.catalog_log)
             items_applied = self.catalog.catch_up()
             dedup_ids = self.dedup.rebuild(self.events_log)
+            if cfg.stream.serve:
+                self.batch_log = open_log(
+                    cfg, "events.batch", observer=metrics.observer("events.batch")
+                )
+                self.stream = StreamRunner(
+                    cfg, self.events_log, self.catalog_log, batch_log=self.batch_log
+                )
         except BaseException:
             self.close()  # release what did open (the log directories are locked)
             raise
@@ -111,6 +135,10 @@ class Service:
         )  # fmt: skip
         for damage in self.damage:
             _logger.warning("log.damage_found", **msgspec.structs.asdict(damage))
+        if self.stream is not None and self.batch_log is not None:
+            metrics.watch_log("events.batch", self.batch_log.stats)
+            metrics.watch_stream(self._live_processor)
+            self.stream.start()
 
     def apply_retention(self) -> int:
         """Drop events past the configured age/size (the catalog is never trimmed)."""
@@ -124,12 +152,15 @@ class Service:
         return dropped
 
     def close(self) -> None:
-        """Close both logs (appends in flight are written first)."""
+        """Stop the stream processor (it writes a last snapshot), then close the logs
+        (appends in flight are written first)."""
         self._closing = True
-        for log in (self.events_log, self.catalog_log):
+        if self.stream is not None:
+            self.stream.close()
+        for log in (self.events_log, self.catalog_log, self.batch_log):
             if log is not None:
                 log.close()
-        self.events_log = self.catalog_log = None
+        self.events_log = self.catalog_log = self.batch_log = None
         _logger.info("service.stopped")
 
     # -- events -------------------------------------------------------------------------
@@ -190,6 +221,30 @@ class Service:
         """The catalog item; ``NotFoundError`` when unknown."""
         return self._catalog().get(item_id)
 
+    # -- stream state -------------------------------------------------------------------
+
+    def ranked(self, which: Literal["trending", "popular"], params: dict[str, str]) -> RankedItems:
+        """Trending or popular items for the query parameters ``params`` (blocking)."""
+        runner = self._stream()
+        return runner.ranked(which, parse_query(RankQuery, params))
+
+    def related(self, item_id: str, params: dict[str, str]) -> RelatedItems:
+        """Items engaged with in the same sessions as ``item_id`` (blocking)."""
+        runner = self._stream()
+        return runner.related(item_id, parse_query(RelatedQuery, params))
+
+    def bots(self, params: dict[str, str]) -> Bots:
+        """The visitors the bot filter flags now, and its counts (blocking)."""
+        runner = self._stream()
+        return runner.bots(parse_query(BotsQuery, params))
+
+    def _live_processor(self) -> StreamProcessor | None:
+        """The processor while it runs (metrics read it at scrape time)."""
+        runner = self.stream
+        if runner is None or self._closing or not runner.running:
+            return None
+        return runner.processor
+
     # -- health -------------------------------------------------------------------------
 
     def readiness(self) -> Readiness:
@@ -213,8 +268,25 @@ class Service:
                 checks["catalog"] = "ok"
             except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
                 checks["catalog"] = f"failed: {exc}"
-        ready = all(v == "ok" for v in checks.values())
+        checks["stream"] = self._stream_check(body)
+        ready = all(v in ("ok", "off") for v in checks.values())
         return Readiness(ready, checks, dedup_ids=len(self.dedup), damage=self.damage, **body)
+
+    def _stream_check(self, body: dict[str, Any]) -> str:
+        """The stream processor's readiness; its lag goes into ``body`` (not a condition:
+        it catches up in the background)."""
+        if not self.config.stream.serve:
+            return "off"
+        runner = self.stream
+        if runner is None or self._closing:
+            return "not running"
+        if runner.failure is not None:
+            return f"failed: {runner.failure}"
+        try:
+            body["stream_lag"] = runner.lag()
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            return f"failed: {exc}"
+        return "ok"
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -222,6 +294,21 @@ class Service:
         if self.events_log is None or self._closing:
             raise UnavailableError("the service is starting or stopping")
         return self.events_log
+
+    def _stream(self) -> StreamRunner:
+        if not self.config.stream.serve:
+            raise UnavailableError(
+                "stream processing is off in this server (stream.serve = false); "
+                "ask a server that runs it"
+            )
+        runner = self.stream
+        if runner is None or self._closing:
+            raise UnavailableError("the service is starting or stopping")
+        if runner.failure is not None:
+            raise UnavailableError(
+                "the stream processor stopped after an error; see the server log (stream.failed)"
+            )
+        return runner
 
     def _catalog(self) -> CatalogView:
         if self.catalog is None or self._closing:
