@@ -237,6 +237,35 @@ def test_reads_never_see_unsynced_data(tmp_path: Path, monkeypatch: pytest.Monke
         assert [r.value for r in consumer.poll(timeout_s=5)] == [b"pending"]
 
 
+def test_the_low_watermark_is_the_stamp_in_flight_and_never_goes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written, release = threading.Event(), threading.Event()
+    real = _group_commit._datasync
+
+    def slow_sync(fd: int) -> None:
+        written.set()
+        assert release.wait(10)
+        real(fd)
+
+    clock = Clock(T0 + 500)
+    with FileLog(tmp_path, LogConfig(), clock=clock) as log:
+        assert log.low_watermark_ms() == T0 + 500  # idle: the next stamp is now or later
+        monkeypatch.setattr(_group_commit, "_datasync", slow_sync)
+        appender = threading.Thread(target=log.append, args=([b"pending"],))
+        appender.start()
+        assert written.wait(10)
+        clock.now_ms = T0 + 900
+        assert log.low_watermark_ms() == T0 + 500  # stamped, not readable yet
+        release.set()
+        appender.join()
+        assert log.low_watermark_ms() == T0 + 900
+        clock.now_ms = T0  # the wall clock steps back: stamps hold at the last one
+        log.append([b"later"])
+        assert [r.timestamp_ms for r in read_all(log)] == [T0 + 500, T0 + 500]
+        assert log.low_watermark_ms() == T0 + 500
+
+
 def test_failed_sync_stops_appends_until_reopen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -94,6 +95,8 @@ class Logs:
     def append(self, topic: str, at_ms: int, values: Sequence[bytes]) -> None:
         self.clock.now = at_ms
         (self.events if topic == "events" else self.catalog).append(values)
+        # Time moves on: what is stamped at_ms is settled once no append is in flight.
+        self.clock.now = at_ms + 1
 
     def close(self) -> None:
         self.events.close()
@@ -128,15 +131,54 @@ def test_catalog_changes_apply_at_their_place_in_time(tmp_path: Path, logs: Logs
     processor.close()
 
 
-def test_events_wait_out_the_catalog_grace(tmp_path: Path, logs: Logs) -> None:
-    now = Clock(T0 + 1000)
-    logs.append("events", T0 + 900, [view("a", T0 + 900)])
+class NoWatermark(FileLog):
+    """A file log that cannot say what is in flight, like a log other processes write."""
+
+    def low_watermark_ms(self) -> int | None:
+        return None
+
+
+def test_without_a_low_watermark_events_wait_out_the_catalog_grace(tmp_path: Path) -> None:
     cfg = config(tmp_path, catalog_grace_ms=200)
-    processor = StreamProcessor(cfg, logs.events, logs.catalog, clock=now)
+    clock, now = Clock(T0 + 900), Clock(T0 + 1000)
+    events = FileLog(tmp_path / "events", cfg.log, clock=clock)
+    catalog = NoWatermark(tmp_path / "catalog", cfg.log, clock=clock)
+    events.append([view("a", T0 + 900)])
+    processor = StreamProcessor(cfg, events, catalog, clock=now)
     assert processor.run_once() == 0  # stamped 100 ms ago: a catalog append may be in flight
-    logs.append("catalog", T0 + 850, [change("a", "Toys")])  # ... and here it is
+    clock.now = T0 + 850
+    catalog.append([change("a", "Toys")])  # ... and here it is
     now.now = T0 + 1200
     assert processor.run_once() == 2
+    assert segment_views(processor, "Toys") == 1
+    processor.close()
+    events.close()
+    catalog.close()
+
+
+def test_events_wait_for_a_catalog_append_in_flight_and_no_longer(
+    tmp_path: Path, logs: Logs
+) -> None:
+    writer = logs.catalog._writer
+    publish, landed = writer._publish, threading.Event()
+
+    def held(*args: object) -> None:
+        landed.wait(10)
+        publish(*args)  # type: ignore[arg-type]
+
+    writer._publish = held  # type: ignore[method-assign]
+    logs.clock.now = T0 + 100
+    appending = threading.Thread(target=logs.catalog.append, args=([change("a", "Toys")],))
+    appending.start()
+    deadline = time.monotonic() + 10
+    while logs.catalog.low_watermark_ms() != T0 + 100 and time.monotonic() < deadline:
+        time.sleep(0.001)  # until it is stamped (and not readable yet)
+    logs.append("events", T0 + 150, [view("a", T0 + 150)])
+    processor = StreamProcessor(config(tmp_path, catalog_grace_ms=0), logs.events, logs.catalog)
+    assert processor.run_once() == 0  # the catalog change in flight goes first
+    landed.set()
+    appending.join()
+    assert processor.run_once() == 2  # no grace to wait out: at once
     assert segment_views(processor, "Toys") == 1
     processor.close()
 

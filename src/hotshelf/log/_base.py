@@ -188,6 +188,15 @@ class EventLog(abc.ABC):
     def consumer(self, group: str, name: str = "0") -> LogConsumer:
         """A member ``name`` of consumer group ``group``."""
 
+    def low_watermark_ms(self) -> int | None:
+        """A time every record not readable yet will be stamped at or after, or None.
+
+        A reader that asks for it, then polls and finds nothing new, knows no record
+        stamped before it is still on its way. None when this log cannot know (its
+        writers may be other processes): readers then wait out a grace period.
+        """
+        return None
+
     @abc.abstractmethod
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Drop records past the configured age/size; returns how many were dropped."""

@@ -196,6 +196,11 @@ class FileLog(EventLog):
 
     # -- appending -------------------------------------------------------------------
 
+    def low_watermark_ms(self) -> int:
+        """Exact for appends made through this object (the directory lock makes it the
+        only writer): see ``GroupCommitWriter.low_watermark_ms``."""
+        return self._writer.low_watermark_ms()
+
     def append(self, values: Sequence[bytes]) -> AppendResult:
         body = encode_records(values)
         return self._writer.submit(body, len(values)).result()

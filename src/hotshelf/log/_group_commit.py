@@ -6,6 +6,10 @@ the whole group; only then does it publish the new end of the log and resolve th
 futures. So readers never see data that is not durable, and many concurrent appends
 share one ``fdatasync``.
 
+Stamps never go backwards (a wall clock stepped back is held at the last stamp), and
+the stamp of the group in flight is known, so ``low_watermark_ms`` can tell readers
+in this process exactly which times are settled: no grace period to wait out.
+
 If a write or sync fails the log stops accepting appends (``UnavailableError``):
 after a failed sync the kernel may have dropped the dirty pages, so the only safe
 way on is to reopen the log, whose recovery truncates whatever was half-written.
@@ -133,6 +137,8 @@ class GroupCommitWriter:
         self._failure: str | None = None
         self._active: _Active | None = None
         self._touched: list[_Active] = []  # segments the group in hand writes to
+        self._last_ts = max((seg.last_ts_ms or 0 for seg in state.segments), default=0)
+        self._in_flight: int | None = None  # the stamp of the group being written
         self._thread = threading.Thread(
             target=self._run, name=f"log-writer:{directory}", daemon=True
         )
@@ -150,6 +156,18 @@ class GroupCommitWriter:
             if len(self._pending) == 1:
                 self._wakeup.notify()
         return request.future
+
+    def low_watermark_ms(self) -> int:
+        """Every record not published yet is (or will be) stamped at or after this."""
+        with self._state.lock:
+            if self._in_flight is not None:
+                return self._in_flight
+            return max(self._clock(), self._last_ts)
+
+    def _stamp(self) -> int:
+        with self._state.lock:
+            self._in_flight = self._last_ts = max(self._clock(), self._last_ts)
+            return self._in_flight
 
     def stop(self) -> None:
         """Write what is queued, then end the thread."""
@@ -180,6 +198,8 @@ class GroupCommitWriter:
             self._active.close()
 
     def _fail(self, requests: list[_Request], exc: BaseException | None) -> None:
+        with self._state.lock:
+            self._in_flight = None  # nothing of this group will ever be published
         if exc is not None:
             self._failure = f"the event log failed to write ({exc!r}); reopen it to recover"
             _logger.error("log.write_failed", directory=str(self._dir), error=repr(exc))
@@ -209,7 +229,7 @@ class GroupCommitWriter:
 
     def _commit(self, live: list[_Request]) -> None:
         started = time.perf_counter()
-        ts_ms = self._clock()
+        ts_ms = self._stamp()
         offset = self._state.end_offset  # only this thread moves it
         interval = self._config.index_interval_bytes
         sync = self._config.fsync
@@ -266,6 +286,7 @@ class GroupCommitWriter:
                     active.is_new = False
             state.end_offset = end
             state.size_bytes += total
+            self._in_flight = None
             state.appended.notify_all()
 
     def _observe(

@@ -7,10 +7,13 @@ an event's item -> category lookup gives the same answer.
 
 The one hard case is a catalog record that is not readable yet: an append stamps
 its time before it becomes durable and visible. An event is taken only once the
-catalog topic has a record stamped later, or has been read to its end at a time
-more than ``grace_ms`` after the event's stamp (an append that takes longer than the
-grace could, in a replay, land before events it was taken after; keep the grace above
-the log's worst append latency).
+catalog topic has a record stamped later, or has been read to its end with no record
+stamped before the event's stamp still on its way. A log that knows its in-flight
+stamps (the file log, whose one writer is this process: ``low_watermark_ms``) says
+so exactly; for others (Redis, written by other processes) the topic must have been
+read to its end more than ``grace_ms`` after the event's stamp (an append that takes
+longer than the grace could, in a replay, land before events it was taken after; keep
+the grace above the log's worst append latency).
 
 Redelivered records (offsets already buffered or applied) are dropped here, so the
 processor never applies a record twice; a record past a gap makes the consumer seek
@@ -35,7 +38,8 @@ class Source:
     """One topic's consumer and the records read from it but not applied yet.
 
     ``quiet_ms`` is the latest time a poll found nothing new: every record this topic
-    did not hand out by then is stamped at or after ``quiet_ms - grace_ms``.
+    did not hand out by then is stamped at or after ``quiet_ms - grace_ms`` (at or
+    after ``quiet_ms`` itself when the log reports a low watermark).
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class Source:
         self.redelivered = 0
         self._buffered_to = next_offset
         self._clock = clock
+        self._exact = log.low_watermark_ms() is not None  # no grace needed
 
     @property
     def end_offset(self) -> int:
@@ -63,7 +68,11 @@ class Source:
 
     def poll(self, max_records: int, timeout_s: float = 0.0) -> int:
         """Buffer up to ``max_records`` new records; returns how many were new."""
-        asked = self._clock()
+        # Asked before the poll: whatever the poll does not return was not published
+        # yet then, so it is stamped at or after this.
+        asked = self._log.low_watermark_ms() if self._exact else None
+        if asked is None:
+            asked = self._clock()
         records = self.consumer.poll(max_records, timeout_s)
         if not records:
             self.quiet_ms = asked
@@ -99,7 +108,9 @@ class Source:
 
     def settled_before(self, grace_ms: int) -> int | None:
         """Records of this topic not buffered yet are stamped at or after this."""
-        return None if self.quiet_ms is None else self.quiet_ms - grace_ms
+        if self.quiet_ms is None:
+            return None
+        return self.quiet_ms if self._exact else self.quiet_ms - grace_ms
 
     def take(self, count: int) -> list[LogRecord]:
         """Remove the first ``count`` buffered records; they count as applied."""
