@@ -27,8 +27,10 @@ def test_demo_runs_the_loop_and_verifies_the_log(tmp_path: Path) -> None:
     assert "validation_error" in out
     assert "log events: 2,001 records" in out
     assert "log catalog: 2,000 records" in out
-    assert "stream state rebuilt from the log" in out
-    assert "trending #1:" in out
+    assert "GET /v1/trending?k=5" in out
+    assert "GET /v1/bots?limit=3" in out
+    assert "stream state rebuilt from offset 0" in out
+    assert "byte-identical" in out  # the replay equals what the server kept live
     # a second run starts from scratch in its own directory
     code, out = _demo(tmp_path / "demo")
     assert code == 0, out

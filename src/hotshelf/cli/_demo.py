@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -170,6 +171,7 @@ def _examples(client: _Client, sim: StoreSimulator) -> None:
         "item_id": hot,
         "location": "London, GB",
         "device": "mobile",
+        "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
     }
     for attempt in ("first try", "client retry, same event_id"):
         status, body = client.call("POST", "/v1/events", json.dumps(event).encode())
@@ -217,48 +219,74 @@ def demo(
                 f"({sent / seconds:,.0f} events/s over HTTP, one client)"
             )
             _examples(client, sim)
+            _stream_examples(client, sim)
             _serve_until(proc, port, cfg.data_path, exit_after)
         finally:
             client.close()
             proc.terminate()
             proc.wait(timeout=30)
         _verify(cfg)
-        _show_trends(cfg, {h.item_id for h in sim.ground_truth.hot_items})
+        _rebuild_check(cfg)
 
 
-def _show_trends(cfg: Config, hot: set[str]) -> None:
-    """Replay the log into stream state (bot filter on) and show what is trending."""
-    from hotshelf.catalog import CatalogView
+def _stream_examples(client: _Client, sim: StoreSimulator) -> None:
+    """Trends, co-engagement and bot verdicts from the state the server keeps live."""
+    hot = {h.item_id for h in sim.ground_truth.hot_items}
+    deadline = time.monotonic() + 120
+    while True:  # the processor catches up with the load in the background
+        status, body = client.call("GET", "/v1/trending?k=5")
+        lag = sum(body.get("lag", {}).values()) if status == 200 else None
+        if lag == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    marks = [
+        f"#{rank} {s['item_id']}" + ("  <- simulated hot item" if s["item_id"] in hot else "")
+        for rank, s in enumerate(body.get("items", []), start=1)
+    ] if status == 200 else []  # fmt: skip
+    _show("trending now, all segments (bot filter on)", "GET /v1/trending?k=5", status, body)
+    if marks:
+        console.print("  " + "\n  ".join(marks))
+    first = body["items"][0]["item_id"] if status == 200 and body.get("items") else None
+    if first is not None:
+        path = f"/v1/items/{first}/related?kind=viewed&k=5"
+        _show("viewed in the same sessions", f"GET {path}", *client.call("GET", path))
+    path = "/v1/popular?device=mobile&window=86400&k=5"
+    _show("popular on mobile, last 24 h", f"GET {path}", *client.call("GET", path))
+    _show(
+        "bots kept out of the trends",
+        "GET /v1/bots?limit=3",
+        *client.call("GET", "/v1/bots?limit=3"),
+    )
+
+
+def _rebuild_check(cfg: Config) -> None:
+    """Replay the whole log into a fresh processor: its snapshot must equal the server's."""
     from hotshelf.stream import StreamProcessor, default_bot_filter_factory
 
+    served = cfg.data_path / "stream" / "snapshot.msgpack"
     with (
+        tempfile.TemporaryDirectory() as scratch,
         open_log(cfg, "events") as events,
         open_log(cfg, "events.batch") as batch,
         open_log(cfg, "catalog") as catalog_log,
     ):
-        catalog = CatalogView(catalog_log)
-        catalog.catch_up()
+        fresh = msgspec.structs.replace(cfg, data_dir=scratch)
         factory = default_bot_filter_factory(cfg)
-        processor = StreamProcessor(cfg, events, catalog_log, factory, batch_log=batch)
+        processor = StreamProcessor(fresh, events, catalog_log, factory, batch_log=batch)
         try:
             started = time.perf_counter()
-            applied = processor.catch_up(timeout_s=120.0)
+            applied = processor.catch_up(timeout_s=300.0)
             seconds = time.perf_counter() - started
-            with processor.reading() as state:
-                top = state.trending(k=5)
-                bots = state.counts().bot_events
+            same = served.exists() and processor.snapshot_bytes() == served.read_bytes()
         finally:
-            processor.close()
-    flagged = sum(bots.values())
-    console.rule("[bold]stream state rebuilt from the log (bot filter on)")
-    console.print(
-        f"{applied:,} records replayed in {seconds:.1f} s; {flagged:,} bot events kept "
-        "out of the trends"
+            processor.close(snapshot=False)
+    console.rule("[bold]stream state rebuilt from offset 0")
+    verdict = (
+        "[green]byte-identical[/] to the snapshot the server wrote"
+        if same
+        else "[red]differs[/] from the server's snapshot (was it still catching up?)"
     )
-    for rank, score in enumerate(top, start=1):
-        title = catalog.get(score.item_id).title if score.item_id in catalog else "?"
-        mark = "  <- simulated hot item" if score.item_id in hot else ""
-        console.print(f"  trending #{rank}: {score.item_id}  {title}  ({score.score:.2f}){mark}")
+    console.print(f"{applied:,} records replayed in {seconds:.1f} s: {verdict}")
 
 
 def _serve_until(
@@ -267,6 +295,8 @@ def _serve_until(
     console.rule(f"[bold green]serving on http://127.0.0.1:{port}")
     console.print(
         f"  curl -s http://127.0.0.1:{port}/readyz\n"
+        f"  curl -s 'http://127.0.0.1:{port}/v1/trending?device=mobile&k=10'\n"
+        f"  curl -s http://127.0.0.1:{port}/v1/bots\n"
         f"  curl -s http://127.0.0.1:{port}/metrics | grep hotshelf_events\n"
         f"  curl -s http://127.0.0.1:{port}/openapi.json\n"
         f"  hotshelf log inspect --data-dir {data} --limit 3\n"
@@ -281,7 +311,7 @@ def _serve_until(
 
 
 def _verify(cfg: Config) -> None:
-    for topic in ("events", "catalog"):
+    for topic in ("events", "events.batch", "catalog"):
         with open_log(cfg, topic) as log:
             report = log.verify()
         state = "[green]clean[/]" if report.ok else f"[red]{len(report.damage)} damaged range(s)[/]"
