@@ -142,6 +142,7 @@ def run_stack(app: str, server: str, fsync: bool, bodies: list[bytes], args: Any
         overrides = [
             f"data_dir={json.dumps(data_dir)}", f"log.fsync={str(fsync).lower()}",
             'logging.level="warning"',
+            "stream.serve=false",  # the HTTP stacks alone; bench_ingest measures the processor
         ]  # fmt: skip
         env = {**os.environ, ENV_CONFIG: json.dumps(overrides)}
         cmd = stack_command(app, server, port)
