@@ -121,6 +121,10 @@ class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # share of each processing round the batch lane gets even while live events wait
     batch_min_share: float = 0.1
     freshness_samples: int = 10_000  # recent freshness samples kept for percentiles
+    # processor processes sharing the stream by visitor key (`hotshelf stream run
+    # --partition I/N`); readers (``RemoteState``) merge this many partitions' snapshots
+    partitions: int = 1
+    remote_refresh_s: float = 0.5  # readers re-fetch changed snapshots at most this often
 
     def __post_init__(self) -> None:
         if not self.windows_s or min(self.windows_s) <= 0:
@@ -133,11 +137,13 @@ class StreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"stream.event_weights: keys among {sorted(steps)}, 0 <= w < 32768")
         if not 0 < self.batch_min_share < 1:
             raise ValueError("stream.batch_min_share must be between 0 and 1 (exclusive)")
+        if self.remote_refresh_s < 0:
+            raise ValueError("stream.remote_refresh_s must not be negative")
         counts = (
             "top_k", "snapshot_every_records", "ip_visitor_cap", "max_visitor_pairs",
             "spike_history", "max_spike_items", "sketch_capacity", "segment_sketch_capacity",
             "max_segments", "history_length", "max_sessions", "max_users", "co_window",
-            "related_capacity", "max_related_items", "freshness_samples",
+            "related_capacity", "max_related_items", "freshness_samples", "partitions",
         )  # fmt: skip
         for name in counts:
             if getattr(self, name) < 1:

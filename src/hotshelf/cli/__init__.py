@@ -11,6 +11,7 @@ from hotshelf.cli import (  # noqa: F401  importing registers the commands
     _log_cmds,
     _serve,
     _simulate,
+    _stream_cmds,
 )
 from hotshelf.cli._app import app, main
 

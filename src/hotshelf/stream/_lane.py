@@ -6,10 +6,15 @@ bot filter, item -> category map and consumers, and depends on nothing but its o
 topic and the catalog, so its state is a function of those two logs alone however
 the processor interleaves the lanes: prioritising one lane over the other cannot
 make a replay differ. Queries sum the lanes (``StateView``).
+
+A lane of a partitioned processor (``_partition``) decodes every event but checks and
+applies only its partition's visitors' events; the others are skipped without a
+trace in the state, so it stays a function of the two logs and the partition.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -61,6 +66,7 @@ class Lane:
         categories: dict[str, tuple[str, ...]],
         intern: Callable[[list[str] | tuple[str, ...]], tuple[str, ...]],
         freshness: FreshnessTracker,
+        partition: tuple[int, int] | None = None,
     ) -> None:
         self.name = name
         self.merge = merge
@@ -70,6 +76,9 @@ class Lane:
         self.freshness = freshness
         self.skipped = 0  # records that did not decode
         self._intern = intern
+        # (index, count), or None when this lane applies every event (one partition
+        # of one applies every event too, so it skips the hashing)
+        self._partition = None if partition is None or partition[1] == 1 else partition
 
     @property
     def topic(self) -> str:
@@ -102,12 +111,19 @@ class Lane:
         check = None if self.bots is None else self.bots.check
         decode = _event_decoder.decode
         stamp, name = received.append, self.name
+        index, count = self._partition or (0, 0)
+        crc32 = zlib.crc32
         for record in records:
             try:
                 event = decode(record.value)
             except msgspec.DecodeError as exc:
                 self._skip(record, exc)
                 continue
+            if count:
+                # _partition.partition_of(visitor_key(event)), inlined: it runs per event
+                key = event.user_id or event.cookie_id or event.session_id
+                if (0 if key is None else crc32(key.encode()) % count) != index:
+                    continue  # another partition's visitor
             is_bot = False if check is None else check(event).is_bot
             item = event.item_id
             apply(

@@ -19,6 +19,17 @@ topic and the catalog only, so the interleaving never changes what a replay give
 
 Queries run in other threads: ``with processor.reading() as view:`` (a ``StateView``
 over the lanes' states).
+
+Scale-out (``_partition``): with ``partition=(i, n)`` the processor is one of ``n``
+processes sharing the stream by visitor key. Each reads the whole log (decoding an
+event costs ~1 us) but checks and applies only its own visitors' events (~10 us
+each), so processing splits ``n`` ways and reading does not. Each partition has its
+own consumer groups (``stream.p<i>of<n>``), its own snapshot (the partition is part
+of the settings fingerprint, so no snapshot is restored under another partitioning)
+and, with ``snapshot_store=RedisSnapshotStore(...)``, keeps it in Redis, where
+``RemoteState`` merges every partition's state for the service. Bot behaviour keyed
+by IP is judged per partition, on that partition's visitors only; the spike guard's
+floor is split between the partitions (``_partition.partition_config``).
 """
 
 from __future__ import annotations
@@ -40,10 +51,12 @@ from hotshelf.stream._bot_filter import BotRecord
 from hotshelf.stream._freshness import FreshnessSummary, FreshnessTracker
 from hotshelf.stream._lane import LANE_TOPICS, BotFilterLike, Lane
 from hotshelf.stream._merge import Source, TopicMerge
+from hotshelf.stream._partition import Partition, check_partition, partition_config
 from hotshelf.stream._snapshot import (
     SNAPSHOT_VERSION,
     LaneSnapshot,
     Snapshot,
+    SnapshotStorage,
     SnapshotStore,
     decode_snapshot,
     encode_snapshot,
@@ -100,11 +113,19 @@ class StreamProcessor:
         batch_log: EventLog | None = None,
         group: str = GROUP,
         clock: Callable[[], int] | None = None,
+        partition: tuple[int, int] | None = None,
+        snapshot_store: SnapshotStorage | None = None,
     ) -> None:
         self.config = config
+        self.partition: Partition | None = None if partition is None else check_partition(partition)
+        self._pair = None if self.partition is None else self.partition.pair
+        self._state_config = partition_config(config.stream, self.partition)
         self._clock = clock or _wall_clock_ms
-        self._settings = settings_fingerprint(config, bot_filter_factory is not None)
-        self._store = SnapshotStore(config.data_path / "stream", fsync=config.log.fsync)
+        self._settings = settings_fingerprint(config, bot_filter_factory is not None, self._pair)
+        self._store = snapshot_store or self._file_store()
+        if self.partition is not None:
+            # Its own groups: partitions must not split the log between them.
+            group = f"{group}.{self.partition.name}"
         self._factory = bot_filter_factory
         self._lock = threading.RLock()
         self._paths: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -132,6 +153,12 @@ class StreamProcessor:
 
     # -- starting --------------------------------------------------------------
 
+    def _file_store(self) -> SnapshotStore:
+        directory = self.config.data_path / "stream"
+        if self.partition is not None:
+            directory /= self.partition.name
+        return SnapshotStore(directory, fsync=self.config.log.fsync)
+
     def _read_snapshot(self) -> dict[str, LaneSnapshot]:
         data = self._store.read()
         if data is None:
@@ -142,9 +169,7 @@ class StreamProcessor:
             _logger.error("stream.snapshot_unreadable", error=str(exc), action="rebuild")
             return {}
         if snapshot.settings != self._settings:
-            _logger.warning(
-                "stream.snapshot_outdated", path=str(self._store.path), action="rebuild"
-            )
+            _logger.warning("stream.snapshot_outdated", path=self._store.location, action="rebuild")
             return {}
         return snapshot.lanes
 
@@ -165,13 +190,12 @@ class StreamProcessor:
             raise
         merge = TopicMerge(sources[0], sources[1], self.config.stream.catalog_grace_ms)
         tracker = FreshnessTracker(self.config.stream.freshness_samples)
-        return Lane(
-            name, merge, restored.state, restored.bots, restored.categories, self._intern, tracker
-        )
+        restored_parts = (restored.state, restored.bots, restored.categories)
+        return Lane(name, merge, *restored_parts, self._intern, tracker, partition=self._pair)
 
     def _fresh(self) -> _Restored:
         bots = None if self._factory is None else self._factory(None)
-        state = StreamState(self.config.stream)
+        state = StreamState(self._state_config)
         return _Restored(state, bots, {}, {"events": 0, "catalog": 0})
 
     def _restore(self, name: str, log: EventLog, saved: LaneSnapshot | None) -> _Restored:
@@ -187,7 +211,7 @@ class StreamProcessor:
                 )
                 return self._fresh()
         try:
-            state = StreamState.from_state(self.config.stream, saved.state)
+            state = StreamState.from_state(self._state_config, saved.state)
             bots = None if self._factory is None else self._factory(saved.bots)
         except (HotshelfError, ValueError) as exc:
             _logger.error("stream.snapshot_unreadable", lane=name, error=str(exc), action="rebuild")

@@ -13,7 +13,13 @@ bytes whichever way it was reached (a replay from offset 0, restarts, redeliveri
 without sorting hundreds of thousands of keys at every snapshot.
 
 The file is replaced atomically (temp file, fsync, rename, fsync of the directory),
-so a crash leaves the previous snapshot or the new one, never a torn one.
+so a crash leaves the previous snapshot or the new one, never a torn one. Where the
+bytes live is a ``SnapshotStorage``: this file (``SnapshotStore``) by default, or a
+Redis key (``_redis_state.RedisSnapshotStore``) when partitions run as separate
+processes and readers elsewhere need their state.
+
+A partitioned processor (``_partition``) puts its partition into the settings
+fingerprint, so a snapshot is never restored under another partitioning.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -31,6 +37,7 @@ __all__ = [
     "SNAPSHOT_VERSION",
     "LaneSnapshot",
     "Snapshot",
+    "SnapshotStorage",
     "SnapshotStore",
     "decode_snapshot",
     "encode_snapshot",
@@ -50,6 +57,11 @@ _RUNTIME_SETTINGS = frozenset(
         "catalog_grace_ms",
         "batch_min_share",
         "freshness_samples",
+        # whether the service runs a processor, how many partitions readers expect
+        # and how often they refresh: none changes what a processor derives
+        "serve",
+        "partitions",
+        "remote_refresh_s",
     }
 )
 
@@ -95,13 +107,22 @@ class _Versioned(msgspec.Struct):
     version: int
 
 
-def settings_fingerprint(config: Config, bots: bool) -> str:
-    """A short hash of the settings that the saved state depends on."""
+def settings_fingerprint(
+    config: Config, bots: bool, partition: tuple[int, int] | None = None
+) -> str:
+    """A short hash of the settings that the saved state depends on.
+
+    ``partition`` is (index, count) for a partitioned processor; unpartitioned
+    processors hash without it, so their fingerprint does not change.
+    """
     stream = {
         k: v for k, v in msgspec.structs.asdict(config.stream).items() if k not in _RUNTIME_SETTINGS
     }
     filtered = {"bots": config.bots, "salt": config.events.ip_hash_salt} if bots else None
-    blob = msgspec.json.encode({"stream": stream, "filter": filtered}, order="deterministic")
+    settings: dict[str, Any] = {"stream": stream, "filter": filtered}
+    if partition is not None:
+        settings["partition"] = list(partition)
+    blob = msgspec.json.encode(settings, order="deterministic")
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
@@ -113,6 +134,23 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class SnapshotStorage(Protocol):
+    """Where a processor keeps its latest snapshot: a file, or a Redis key."""
+
+    @property
+    def location(self) -> str:
+        """Where the snapshot lives, for log messages."""
+        ...
+
+    def read(self) -> bytes | None:
+        """The latest snapshot's bytes, or None when there is none."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Replace the snapshot with ``data`` atomically: readers see the old or the new."""
+        ...
+
+
 class SnapshotStore:
     """The latest snapshot in ``directory/snapshot.msgpack``."""
 
@@ -122,6 +160,10 @@ class SnapshotStore:
         self.directory = Path(directory)
         self.path = self.directory / self.NAME
         self._fsync = fsync
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def write(self, data: bytes) -> None:
         """Replace the snapshot with ``data``, atomically and durably."""
