@@ -27,10 +27,12 @@ import pytest
 from hotshelf.config import Config, load_config
 from hotshelf.events import StoredEvent, encode_stored_event
 from hotshelf.log import open_log
+from hotshelf.serving import create_app
 from hotshelf.simulation import SimConfig, StoreSimulator
 from hotshelf.stream import RedisSnapshotStore, RemoteState, StreamProcessor
 from hotshelf.stream import default_bot_filter_factory as bot_filters
 from hotshelf.stream._snapshot import SnapshotStore, decode_snapshot
+from tests.serving.api import Api
 from tests.stream.simulated import stored, upserts
 
 pytestmark = pytest.mark.redis
@@ -200,6 +202,14 @@ def test_two_partitions_share_the_stream_and_survive_a_sigkill(
             merged = [score.item_id for score in view.popular(k=20)]
         caught_up = dict.fromkeys(("events", "catalog", "events.batch", "catalog@batch"), 0)
         assert remote.lag() == {"p0of2": caught_up, "p1of2": caught_up}
+    # the HTTP service runs no processor here and answers from the partitions' snapshots
+    api = Api(create_app(cfg))
+    try:
+        answer = api.client.get("/v1/popular", params={"k": 20}).json()
+    finally:
+        api.close()
+    assert [item["item_id"] for item in answer["items"]] == merged
+    assert answer["lag"] == {f"p{i}of2/{topic}": 0 for i in range(2) for topic in caught_up}
     # (b) a visitor's history lives in one partition only
     p0, p1 = (_histories(cluster.snapshot(i)) for i in range(2))
     assert p0["users"]

@@ -46,7 +46,7 @@ from hotshelf.serving._schemas import (
 if TYPE_CHECKING:
     from hotshelf.catalog import CatalogView
     from hotshelf.log import AppendResult, EventLog
-    from hotshelf.serving._stream import StreamRunner
+    from hotshelf.serving._stream import RemoteReader, StreamRunner
     from hotshelf.stream import StreamProcessor
 
 __all__ = ["Service"]
@@ -71,7 +71,7 @@ class Service:
         self.batch_log: EventLog | None = None  # events.batch, opened for the stream only
         self.catalog: CatalogView | None = None
         self.damage: list[Damage] = []
-        self.stream: StreamRunner | None = None
+        self.stream: StreamRunner | RemoteReader | None = None
         self._closing = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -82,7 +82,7 @@ class Service:
         ``events.batch`` that ``hotshelf ingest`` fills) from its snapshot."""
         from hotshelf.catalog import CatalogView
         from hotshelf.log import open_log
-        from hotshelf.serving._stream import StreamRunner
+        from hotshelf.serving._stream import RemoteReader, StreamRunner
 
         started = time.perf_counter()
         cfg, metrics = self.config, self.metrics
@@ -96,9 +96,14 @@ class Service:
                 self.batch_log = open_log(
                     cfg, "events.batch", observer=metrics.observer("events.batch")
                 )
-                self.stream = StreamRunner(
-                    cfg, self.events_log, self.catalog_log, batch_log=self.batch_log
-                )
+                if cfg.stream.partitions > 1:  # processors run apart: read their snapshots
+                    logs = {"events": self.events_log, "catalog": self.catalog_log,
+                            "events.batch": self.batch_log}  # fmt: skip
+                    self.stream = RemoteReader(cfg, logs)
+                else:
+                    self.stream = StreamRunner(
+                        cfg, self.events_log, self.catalog_log, batch_log=self.batch_log
+                    )
         except BaseException:
             self.close()  # release what did open (the log directories are locked)
             raise
@@ -240,9 +245,11 @@ class Service:
 
     def _live_processor(self) -> StreamProcessor | None:
         """The processor while it runs (metrics read it at scrape time)."""
+        from hotshelf.serving._stream import StreamRunner
+
         runner = self.stream
-        if runner is None or self._closing or not runner.running:
-            return None
+        if not isinstance(runner, StreamRunner) or self._closing or not runner.running:
+            return None  # partitions report nothing here: they run in their own processes
         return runner.processor
 
     # -- health -------------------------------------------------------------------------
@@ -295,7 +302,7 @@ class Service:
             raise UnavailableError("the service is starting or stopping")
         return self.events_log
 
-    def _stream(self) -> StreamRunner:
+    def _stream(self) -> StreamRunner | RemoteReader:
         if not self.config.stream.serve:
             raise UnavailableError(
                 "stream processing is off in this server (stream.serve = false); "

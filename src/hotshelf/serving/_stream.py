@@ -1,16 +1,22 @@
-"""The stream processor inside the service: its background thread and the queries on it.
+"""The stream state behind the read endpoints: a processor in the service, or partitions'.
 
-``StreamRunner`` builds a ``StreamProcessor`` over the service's logs (live events,
-the batch lane's ``events.batch`` and the catalog; it restores its snapshot there),
-runs ``processor.run`` in a daemon thread until ``close`` and answers the read
-endpoints from its state. Queries hold the processor's lock, so each takes what it
-needs inside ``reading()`` and builds its answer after; they block on that lock while
-a batch is applied, so the app runs them off the event loop.
+``StreamRunner`` (the embedded default, ``stream.partitions = 1``) builds a
+``StreamProcessor`` over the service's logs (live events, the batch lane's
+``events.batch`` and the catalog; it restores its snapshot there), runs
+``processor.run`` in a daemon thread until ``close`` and answers the read endpoints
+from its state. Queries hold the processor's lock, so each takes what it needs inside
+``reading()`` and builds its answer after; they block on that lock while a batch is
+applied, so the app runs them off the event loop.
+
+``RemoteReader`` (``stream.partitions > 1``) runs no processor: partitions run as
+``hotshelf stream run --partition I/N`` processes and the endpoints answer from their
+snapshots in Redis, merged by ``RemoteState``.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from hotshelf.monitoring import get_logger
@@ -22,13 +28,13 @@ from hotshelf.serving._queries import (
     rank_window,
 )
 from hotshelf.serving._schemas import BotCounts, Bots, RankedItems, RelatedItems, Segment
-from hotshelf.stream import ItemScore, StreamProcessor, default_bot_filter_factory
+from hotshelf.stream import BotRecord, ItemScore, StreamProcessor, default_bot_filter_factory
 
 if TYPE_CHECKING:
     from hotshelf.config import Config
     from hotshelf.log import EventLog
 
-__all__ = ["StreamRunner"]
+__all__ = ["RemoteReader", "StreamRunner"]
 
 _logger = get_logger("hotshelf.stream")
 # How long close() waits for the last batch and the final snapshot.
@@ -63,7 +69,61 @@ class StateReader(Protocol):
     def related(self, item_id: str, kind: str = ..., k: int = ...) -> list[ItemScore]: ...
 
 
-class StreamRunner:
+class _Queries:
+    """The read endpoints over whatever ``_reading()`` yields (one ``StateView``)."""
+
+    config: Config
+    bots_enabled: bool
+
+    def _reading(self) -> AbstractContextManager[StateReader]:
+        raise NotImplementedError
+
+    def _bot_verdicts(self, limit: int) -> list[BotRecord]:
+        raise NotImplementedError
+
+    def _bot_stats(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def lag(self) -> dict[str, int]:
+        """Records per topic the state does not reflect yet."""
+        raise NotImplementedError
+
+    # -- queries ------------------------------------------------------------------------
+
+    def ranked(self, which: Literal["trending", "popular"], query: RankQuery) -> RankedItems:
+        """Trending or popular items in a segment over one window."""
+        window = rank_window(query, self.config.stream)
+        with self._reading() as reader:
+            rank = reader.trending if which == "trending" else reader.popular
+            items = rank(query.location, query.device, query.category, window, query.k)
+            as_of = reader.now_ms
+        segment = Segment(query.location or "*", query.device or "*", query.category or "*")
+        return RankedItems(
+            items=items, segment=segment, window_s=window, as_of_ms=as_of, lag=self.lag()
+        )
+
+    def related(self, item_id: str, query: RelatedQuery) -> RelatedItems:
+        """Items most often viewed, carted or bought in the same sessions as ``item_id``."""
+        check_related(query, self.config.stream)
+        with self._reading() as reader:
+            items = reader.related(item_id, query.kind, query.k)
+            as_of = reader.now_ms
+        return RelatedItems(
+            item_id=item_id, kind=query.kind, items=items, as_of_ms=as_of, lag=self.lag()
+        )
+
+    def bots(self, query: BotsQuery) -> Bots:
+        """The visitors flagged now and the filter's counts."""
+        records = self._bot_verdicts(query.limit)
+        stats = self._bot_stats()
+        by_reason = {key[len(_REASON) :]: n for key, n in stats.items() if key.startswith(_REASON)}
+        counts = BotCounts(
+            checked=stats.get("checked", 0), flagged=stats.get("flagged", 0), by_reason=by_reason
+        )
+        return Bots(enabled=self.bots_enabled, bots=records, counts=counts)
+
+
+class StreamRunner(_Queries):
     """A ``StreamProcessor`` over the service's logs, run in a background thread."""
 
     def __init__(
@@ -120,42 +180,59 @@ class StreamRunner:
         self.processor.close(snapshot=False)
         _logger.info("stream.stopped", offsets=self.processor.offsets())
 
-    # -- queries ------------------------------------------------------------------------
+    # -- the processor's state ----------------------------------------------------------
 
-    def ranked(self, which: Literal["trending", "popular"], query: RankQuery) -> RankedItems:
-        """Trending or popular items in a segment over one window."""
-        window = rank_window(query, self.config.stream)
-        with self.processor.reading() as state:
-            reader: StateReader = state
-            rank = reader.trending if which == "trending" else reader.popular
-            items = rank(query.location, query.device, query.category, window, query.k)
-            as_of = reader.now_ms
-        segment = Segment(query.location or "*", query.device or "*", query.category or "*")
-        return RankedItems(
-            items=items, segment=segment, window_s=window, as_of_ms=as_of, lag=self.lag()
-        )
+    def _reading(self) -> AbstractContextManager[StateReader]:
+        return self.processor.reading()
 
-    def related(self, item_id: str, query: RelatedQuery) -> RelatedItems:
-        """Items most often viewed, carted or bought in the same sessions as ``item_id``."""
-        check_related(query, self.config.stream)
-        with self.processor.reading() as state:
-            reader: StateReader = state
-            items = reader.related(item_id, query.kind, query.k)
-            as_of = reader.now_ms
-        return RelatedItems(
-            item_id=item_id, kind=query.kind, items=items, as_of_ms=as_of, lag=self.lag()
-        )
+    def _bot_verdicts(self, limit: int) -> list[BotRecord]:
+        return self.processor.bot_verdicts(limit)
 
-    def bots(self, query: BotsQuery) -> Bots:
-        """The visitors flagged now and the filter's counts."""
-        records = self.processor.bot_verdicts(query.limit)
-        stats = self.processor.bot_stats()
-        by_reason = {key[len(_REASON) :]: n for key, n in stats.items() if key.startswith(_REASON)}
-        counts = BotCounts(
-            checked=stats.get("checked", 0), flagged=stats.get("flagged", 0), by_reason=by_reason
-        )
-        return Bots(enabled=self.bots_enabled, bots=records, counts=counts)
+    def _bot_stats(self) -> dict[str, int]:
+        return self.processor.bot_stats()
 
     def lag(self) -> dict[str, int]:
         """Records per topic the state does not reflect yet."""
         return self.processor.lag()
+
+
+class RemoteReader(_Queries):
+    """The partitions' merged snapshots from Redis (``RemoteState``); no processor here."""
+
+    def __init__(self, config: Config, logs: dict[str, EventLog]) -> None:
+        from hotshelf.stream import RemoteState
+
+        self.config = config
+        self.bots_enabled = config.bots.enabled
+        self.remote = RemoteState(config, logs=logs)
+        self.failure: str | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Nothing runs here: the partitions are their own processes."""
+        _logger.info("stream.remote", partitions=self.config.stream.partitions)
+
+    @property
+    def running(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self.remote.close()
+
+    def _reading(self) -> AbstractContextManager[StateReader]:
+        return self.remote.reading()
+
+    def _bot_verdicts(self, limit: int) -> list[BotRecord]:
+        return self.remote.bot_verdicts(limit)
+
+    def _bot_stats(self) -> dict[str, int]:
+        return self.remote.bot_stats()
+
+    def lag(self) -> dict[str, int]:
+        """Records per partition and topic not in the partitions' snapshots yet."""
+        return {
+            f"{part}/{topic}": n
+            for part, topics in self.remote.lag().items()
+            for topic, n in topics.items()
+        }
