@@ -91,6 +91,51 @@ def test_snapshot_restore_continues_exactly(drawn: list[Step], data: st.DataObje
     assert state_bytes(first) == snapshot
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(steps, min_size=10, max_size=150))
+def test_skipping_keys_known_to_share_the_cookie_changes_nothing(drawn: list[Step]) -> None:
+    # The check skips the IP and session a cookie's visitor remembers (via_ip,
+    # via_session); a filter that forgets them after every event must agree exactly.
+    events = build(drawn)
+    fast, slow = BotFilter(SMALL), BotFilter(SMALL)
+    expected = reasons(fast, events)
+    found = []
+    for e in events:
+        found.append(slow.check(e).reasons)
+        for tracker in (slow._cookies, slow._ips, slow._sessions):
+            for visitor in tracker.visitors.values():
+                visitor.via_ip = visitor.via_session = ""
+    assert found == expected
+    assert state_bytes(slow) == state_bytes(fast)
+
+
+def test_a_key_that_stops_sharing_the_cookie_is_observed_again() -> None:
+    bots = BotFilter(BotConfig(max_tracked=8))
+    for ts in (0, 5_000):  # ip1 and s1 share c1's visitor, and it knows them
+        bots.check(event(ts, ip="ip1", session="s1"))
+    cookie = bots._cookies.visitors["c1"]
+    assert (cookie.via_ip, cookie.via_session) == ("ip1", "s1")
+    bots.check(event(6_000, cookie="c2", ip="ip1", session="s1"))  # ip1, s1: their own
+    assert (cookie.via_ip, cookie.via_session) == ("", "")
+    bots.check(event(7_000, ip="ip1", session="s1"))
+    assert bots._ips.visitors["ip1"].events == 4
+    assert bots._sessions.visitors["s1"].events == 4
+
+
+def test_an_evicted_shared_key_is_forgotten_by_its_cookie() -> None:
+    bots = BotFilter(BotConfig(max_tracked=8))
+    for ts in (0, 1):
+        bots.check(event(ts, cookie="c0", ip="ip0"))
+    first = bots._cookies.visitors["c0"]
+    assert first.via_ip == "ip0"
+    for i in range(1, 9):  # newer visitors on IPs of their own push ip0 out
+        bots.check(event(10 + i, cookie=f"c{i}", ip=f"ip{i}"))
+    assert "ip0" not in bots._ips.visitors
+    assert first.via_ip == ""
+    bots.check(event(100, cookie="c0", ip="ip0"))
+    assert bots._ips.visitors["ip0"] is bots._cookies.visitors["c0"]
+
+
 def test_state_is_plain_builtins() -> None:
     bots = BotFilter(SMALL)
     reasons(bots, [event(10 * i, item="sku-1", session="s1") for i in range(30)])

@@ -128,7 +128,7 @@ class ContributionGate:
         """Units to add to ``item`` for ``visitor``'s step of ``weight`` at second ``t_s``."""
         if weight <= 0:
             return 0
-        key = visitor + _SEP + item
+        key = f"{visitor}{_SEP}{item}"  # one allocation (a + b + c makes two)
         pairs = self.pairs
         packed = pairs.get(key)
         if packed is not None and packed >> 16 > t_s:
@@ -149,7 +149,7 @@ class ContributionGate:
         return weight
 
     def _ip_admits(self, ip: str, item: str, t_s: int) -> bool:
-        key = ip + _SEP + item
+        key = f"{ip}{_SEP}{item}"
         table = self.ip_pairs
         packed = table.get(key)
         if packed is None or packed >> 16 <= t_s:

@@ -26,7 +26,9 @@ An IP or session seen with one cookie only is not tracked on its own: its entry 
 that cookie's ``Visitor`` (its events so far are the cookie's, so is its evidence).
 At its second cookie, or an event without one, it gets a ``Visitor`` of its own that
 starts from a copy of the first cookie's evidence. That keeps the common case (one
-person, one address, one session) to one visitor and one identity test per key.
+person, one address, one session) to one visitor, and the IP and session to a string
+comparison each: the cookie's visitor remembers one of each known to share it
+(``via_ip``, ``via_session``), so the check need not look them up.
 
 The sliding window is two fixed buckets aligned to ``ts // width``, the previous one
 weighted by how much of it the window still covers. Everything is integer arithmetic
@@ -73,16 +75,16 @@ CONVERT = 4  # a cart or purchase: the funnel resets
 _NEVER = -(1 << 62)
 
 
-def evict_least_recent(table: dict[str, Any], keep: int) -> None:
-    """Drop entries (objects with ``last``) down to ``keep``, least recent first, ties by key."""
+def evict_least_recent(table: dict[str, Any], keep: int) -> list[tuple[str, Any]]:
+    """Drop entries (objects with ``last``) down to ``keep``, least recent first, ties by key;
+    returns the ``(key, entry)`` pairs dropped."""
     drop = len(table) - keep
     if drop <= 0:
-        return
+        return []
     cutoff = sorted(entry.last for entry in table.values())[drop - 1]
     older = [key for key, entry in table.items() if entry.last < cutoff]
     ties = sorted(key for key, entry in table.items() if entry.last == cutoff)
-    for key in older + ties[: drop - len(older)]:
-        del table[key]
+    return [(key, table.pop(key)) for key in older + ties[: drop - len(older)]]
 
 
 # A visitor's evidence, in export order (``gaps`` and ``reasons`` become lists).
@@ -103,10 +105,14 @@ _EVIDENCE = tuple(f for f in FIELDS if f not in {"gaps", "until", "reason", "rea
 class Visitor:
     """What one tracker knows about one visitor (all integers are event-time ms or counts)."""
 
-    __slots__ = ("key", "kind", *FIELDS)
+    __slots__ = ("key", "kind", "via_ip", "via_session", *FIELDS)
 
     def __init__(self, kind: TrackedKind, key: str, ts: int, n_gaps: int) -> None:
         self.kind, self.key = kind, key  # whose visitor this is
+        # A cookie's visitor: an IP and a session known to share it (their tracker entry
+        # is this visitor), so ``BotFilter.check`` can skip looking them up. Not state:
+        # set by the check, cleared by the IP or session tracker when the key moves on.
+        self.via_ip = self.via_session = ""
         self.events = 0
         self.first = self.last = ts
         # the last n_gaps gaps between events, all long (a ring), their sum and sum of squares
@@ -156,7 +162,8 @@ class VisitorTracker:
     def __init__(self, kind: TrackedKind, config: BotConfig) -> None:
         self.kind: TrackedKind = kind
         self.visitors: dict[str, Visitor] = {}
-        self.current: Visitor | None = None  # the visitor of the last observed event
+        # the visitor of the last observed event (a placeholder until the first)
+        self.current = Visitor(kind, "", 0, 0)
         self._max = config.max_tracked
         self._keep = config.max_tracked - max(1, config.max_tracked // 8)
         share = config.ip_share if kind == "ip" else 1
@@ -292,6 +299,7 @@ class VisitorTracker:
             return self._admit(key, Visitor(self.kind, key, ts, self._n_gaps))
         if entry is cookie_visitor:
             return None
+        self._unshare(key, entry)
         if cookie_visitor is not None and entry.key == cookie:
             # the cookie tracker dropped and re-admitted this cookie: follow it
             self.visitors[key] = cookie_visitor
@@ -309,9 +317,19 @@ class VisitorTracker:
 
     def _admit(self, key: str, entry: Visitor) -> Visitor:
         if len(self.visitors) >= self._max:
-            evict_least_recent(self.visitors, self._keep)
+            for dropped, v in evict_least_recent(self.visitors, self._keep):
+                self._unshare(dropped, v)
         self.visitors[key] = entry
         return entry
+
+    def _unshare(self, key: str, entry: Visitor) -> None:
+        """``key`` no longer maps to ``entry``: if it was a cookie's shared visitor, the
+        check must look ``key`` up again."""
+        if self.kind == "ip":
+            if entry.via_ip == key:
+                entry.via_ip = ""
+        elif self.kind == "session" and entry.via_session == key:
+            entry.via_session = ""
 
     def flagged(self, now_ms: int) -> Iterator[tuple[str, Visitor]]:
         """The tracker's own visitors whose flag still holds at ``now_ms``."""

@@ -12,8 +12,9 @@ byte-identical for identical histories, and ``BotFilter.from_state`` continues
 exactly where the snapshot was taken.
 
 Fast: the common event (a cached user agent, an IP and a session seen with its cookie
-only) costs one visitor update and two identity tests, about 3 µs on CPython 3.11;
-verdicts are shared objects, not built per event.
+only) costs one visitor update and two string comparisons (the cookie's visitor
+remembers the IP and session known to share it, so neither is looked up), about 3 µs
+on CPython 3.11; verdicts are shared objects, not built per event.
 
 Memory is bounded: each of the three visitor trackers and the two rule-hit tables
 (per user agent, per denied ip_hash) holds at most ``max_tracked`` entries, the least
@@ -119,8 +120,8 @@ class BotFilter:
     def check(self, event: StoredEvent) -> Verdict:
         """The verdict on one event; call once per event, in log order.
 
-        The common cases (a cached user agent, an IP or session with one cookie)
-        are inlined here: this runs for every event of the stream.
+        The common cases (a cached user agent, an IP or session known to share the
+        cookie's visitor) are inlined here: this runs for every event of the stream.
         """
         self._checked += 1
         ts = event.ts_ms
@@ -129,7 +130,7 @@ class BotFilter:
         if not self._enabled:
             return _HUMAN
         ip, ua, cookie = event.ip_hash, event.user_agent, event.cookie_id
-        if ip in self._deny:
+        if self._deny and ip in self._deny:  # most have none: do not hash every ip
             return self._rule_hit(self._denied, ip or "", ts, "deny:ip")
         ua_reason = self._ua_cache.get(ua or "")
         if ua_reason is None:
@@ -139,19 +140,28 @@ class BotFilter:
         bits, item = _BITS[event.type], event.item_id
         by_cookie = by_ip = by_session = ""
         visitor = None
+        session = event.session_id
         if cookie is not None:
             by_cookie = self._cookies.observe(cookie, ts, item, bits)
             visitor = self._cookies.current
-        # An IP or session seen with this cookie only shares its visitor: done above.
+            # An IP or session seen with this cookie only shares its visitor, observed
+            # just now. The visitor remembers an IP and a session known to: no lookup.
+            if ip == visitor.via_ip:
+                ip = None
+            if session == visitor.via_session:
+                session = None
         if ip is not None:
             entry = self._ip_entries.get(ip)
             if entry is None or entry is not visitor:
                 by_ip = self._ips.observe(ip, ts, item, bits, cookie, visitor)
-        key = event.session_id
-        if key is not None:
-            entry = self._session_entries.get(key)
+            else:
+                entry.via_ip = ip
+        if session is not None:
+            entry = self._session_entries.get(session)
             if entry is None or entry is not visitor:
-                by_session = self._sessions.observe(key, ts, item, bits, cookie, visitor)
+                by_session = self._sessions.observe(session, ts, item, bits, cookie, visitor)
+            else:
+                entry.via_session = session
         if not (by_cookie or by_ip or by_session):
             return _HUMAN
         which = (by_cookie, by_ip, by_session)

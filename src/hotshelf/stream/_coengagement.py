@@ -57,30 +57,34 @@ class CoEngagement:
         kind.partners[item] = counters
         return counters
 
-    def _bump(self, kind: _Kind, item: str, other: str, t_s: int) -> None:
-        counters = kind.partners.get(item)
-        if counters is None:
-            counters = self._new(kind, item, t_s)
-        else:
-            kind.last_s[item] = t_s
-        have = counters.get(other)
-        if have is not None:
-            counters[other] = have + 1
-            return
-        counters[other] = 1
-        if len(counters) > self._limit:
-            kept, delta = decrement_prune(counters, self._capacity)
-            kind.partners[item] = kept
-            kind.decrement[item] = kind.decrement.get(item, 0) + delta
+    def _prune(self, kind: _Kind, item: str, counters: dict[str, int]) -> None:
+        kept, delta = decrement_prune(counters, self._capacity)
+        kind.partners[item] = kept
+        kind.decrement[item] = kind.decrement.get(item, 0) + delta
 
     def pair(self, which: int, item: str, others: Sequence[str], t_s: int) -> None:
-        """Count ``item`` together with each of ``others`` (both ways)."""
+        """Count ``item`` together with each of ``others`` (both ways).
+
+        Inlined (no call per count): it runs for every item new to a session's list.
+        """
         kind = self.kinds[which]
-        bump = self._bump
+        partners, last_s, limit = kind.partners, kind.last_s, self._limit
         for other in others:
-            if other != item:
-                bump(kind, item, other, t_s)
-                bump(kind, other, item, t_s)
+            if other == item:
+                continue
+            for one, two in ((item, other), (other, item)):
+                counters = partners.get(one)
+                if counters is None:
+                    counters = self._new(kind, one, t_s)
+                else:
+                    last_s[one] = t_s
+                have = counters.get(two)
+                if have is not None:
+                    counters[two] = have + 1
+                else:
+                    counters[two] = 1
+                    if len(counters) > limit:
+                        self._prune(kind, one, counters)
 
     def related(self, which: int, item: str, k: int) -> list[tuple[str, int]]:
         """Up to ``k`` partners of ``item`` with their (lower-bound) counts, best first."""

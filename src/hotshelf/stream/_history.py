@@ -14,7 +14,7 @@ Memory: at most ``(max_sessions + max_users) * 3 * history_length`` item referen
 
 from __future__ import annotations
 
-from itertools import islice
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -25,6 +25,7 @@ from hotshelf.stream._bounded import keep_after_trim, trim_oldest
 __all__ = ["BOUGHT", "CARTED", "VIEWED", "History", "RecentHistory"]
 
 VIEWED, CARTED, BOUGHT = 0, 1, 2
+_NONE: tuple[str, ...] = ()
 
 
 class History(msgspec.Struct, frozen=True):
@@ -45,14 +46,11 @@ class _Table:
         self.kinds: tuple[dict[str, dict[str, None]], ...] = ({}, {}, {})
         self.active: dict[str, int] = {}  # event time of the key's latest event
 
-    def touch(self, key: str, t_ms: int) -> None:
-        """Mark ``key`` active at ``t_ms``, making room first when it is new and the table full."""
-        active = self.active
-        if len(active) >= self.limit and key not in active:
-            for dropped in trim_oldest(active, int, keep_after_trim(self.limit)):
-                for lists in self.kinds:
-                    lists.pop(dropped, None)
-        active[key] = t_ms
+    def make_room(self) -> None:
+        """Drop the least recently active keys: the table is full and a new key comes."""
+        for dropped in trim_oldest(self.active, int, keep_after_trim(self.limit)):
+            for lists in self.kinds:
+                lists.pop(dropped, None)
 
     def to_state(self) -> dict[str, Any]:
         viewed, carted, bought = ({k: list(d) for k, d in lists.items()} for lists in self.kinds)
@@ -76,21 +74,28 @@ class RecentHistory:
 
     def session_step(
         self, session_id: str, t_ms: int, which: int, item: str, before: int
-    ) -> list[str]:
+    ) -> Sequence[str]:
         """Record ``item`` in a session's ``which`` list at ``t_ms``; when it is new to the
-        list, returns the up to ``before`` items added last before it (else [])."""
+        list, returns the up to ``before`` items added last before it (else none).
+
+        Marking the key active is inlined here and in ``user_step``: they run for every
+        engagement event.
+        """
         table = self.sessions
-        table.touch(session_id, t_ms)
+        active = table.active
+        if len(active) >= table.limit and session_id not in active:
+            table.make_room()
+        active[session_id] = t_ms
         lists = table.kinds[which]
         items = lists.get(session_id)
         if items is None:
             lists[session_id] = {item: None}
-            return []
+            return _NONE
         if item in items:
-            del items[item]
-            earlier = []
-        else:
-            earlier = list(islice(reversed(items), before))
+            del items[item]  # a repeat moves to the end
+            items[item] = None
+            return _NONE
+        earlier = [*items][: -before - 1 : -1]  # newest first; faster than islice(reversed())
         items[item] = None
         if len(items) > self.length:
             del items[next(iter(items))]
@@ -99,7 +104,10 @@ class RecentHistory:
     def user_step(self, user_id: str, t_ms: int, which: int, item: str) -> None:
         """Record ``item`` in a user's ``which`` list at ``t_ms``."""
         table = self.users
-        table.touch(user_id, t_ms)
+        active = table.active
+        if len(active) >= table.limit and user_id not in active:
+            table.make_room()
+        active[user_id] = t_ms
         lists = table.kinds[which]
         items = lists.get(user_id)
         if items is None:

@@ -126,9 +126,8 @@ class Lane:
                     continue  # another partition's visitor
             is_bot = False if check is None else check(event).is_bot
             item = event.item_id
-            apply(
-                event, None if item is None else category_of(item), is_bot, category_of=category_of
-            )
+            # category_of by position: keyword calls take CPython's slower path
+            apply(event, None if item is None else category_of(item), is_bot, category_of)
             if event.lane == name:  # older logs hold batch-lane events in "events"
                 stamp(event.received_ms)
 

@@ -148,7 +148,9 @@ class TrendIndex:
         self._n_types = n_types
         self.tables: dict[tuple[str, str, str], HeavyHitters] = {}
         self.leaves: dict[tuple[str, str, str], Leaf] = {}
-        self._resolved: dict[tuple[str | None, str | None, str], Leaf] = {}
+        # (location, device, category) as events give them -> Leaf: a cache of ``leaf``,
+        # not state; callers on the hot path try it before calling ``leaf``
+        self.resolved: dict[tuple[str | None, str | None, str], Leaf] = {}
         self._last_s, self._last_weights = -1, 0  # the weights of the last second added at
         self._table((ANY, ANY, ANY))
 
@@ -173,7 +175,7 @@ class TrendIndex:
     def leaf(self, location: str | None, device: str | None, category: str) -> Leaf:
         """The segment of an event; new locations past ``max_segments`` share "(other)"."""
         raw = (location, device, category)
-        leaf = self._resolved.get(raw)
+        leaf = self.resolved.get(raw)
         if leaf is not None:
             return leaf
         key = (location or NO_VALUE, device_key(device), category)
@@ -184,9 +186,9 @@ class TrendIndex:
                 leaf = self.leaves.get(key)
             if leaf is None:
                 leaf = self._leaf(key)
-        if len(self._resolved) >= 4 * self._config.max_segments:
-            self._resolved.clear()  # a cache of the mapping above, not state
-        self._resolved[raw] = leaf
+        if len(self.resolved) >= 4 * self._config.max_segments:
+            self.resolved.clear()  # a cache of the mapping above, not state
+        self.resolved[raw] = leaf
         return leaf
 
     # -- updates ---------------------------------------------------------------
@@ -201,13 +203,10 @@ class TrendIndex:
             return  # so old that it rounds to nothing in every column
         for table in leaf.tables:
             counters = table.counters
-            row = counters.get(item)
-            if row is None:
-                counters[item] = weights
-                if len(counters) > table.limit:
-                    table.prune()
-            else:
-                counters[item] = row + weights
+            row = counters.get(item, 0)  # a kept row is never 0: 0 is a new key
+            counters[item] = row + weights
+            if not row and len(counters) > table.limit:
+                table.prune()
 
     def _weights_at(self, t_s: int) -> int:
         clock = self.clock
@@ -286,7 +285,7 @@ class TrendIndex:
             )
             self.tables[key] = HeavyHitters.from_state(capacity, self.width, table)
         self._table((ANY, ANY, ANY))
-        self.leaves, self._resolved = {}, {}
+        self.leaves, self.resolved = {}, {}
         for text, counts in state["counts"].items():
             leaf = self._leaf(_split(text))
             leaf.counts = [int(n) for n in counts]
