@@ -35,6 +35,7 @@ floor is split between the partitions (``_partition.partition_config``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import threading
 import time
@@ -87,6 +88,19 @@ def default_bot_filter_factory(config: Config) -> BotFilterFactory:
         return BotFilter.from_state(config.bots, state, ip_hash_salt=salt)
 
     return make
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic GC while a snapshot is built: its many new lists would set off full
+    collections over the whole state (measured: about half of a snapshot's time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _wall_clock_ms() -> int:
@@ -302,7 +316,7 @@ class StreamProcessor:
 
     def snapshot_bytes(self) -> bytes:
         """The snapshot of the state as it is now (what ``snapshot`` would write)."""
-        with self._lock:
+        with self._lock, _gc_paused():
             lanes = {lane.name: LaneSnapshot(**lane.snapshot_parts()) for lane in self.lanes}
             snapshot = Snapshot(version=SNAPSHOT_VERSION, settings=self._settings, lanes=lanes)
             return encode_snapshot(snapshot)
