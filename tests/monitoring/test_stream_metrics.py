@@ -41,12 +41,14 @@ def view(i: int, user_agent: str | None) -> bytes:
 def processor(tmp_path: Path) -> Iterator[StreamProcessor]:
     """N events received at T0 (half without a user agent: bots), applied 11 s later."""
     cfg = Config(data_dir=str(tmp_path), log=LogConfig(fsync=False))
-    # appended at T0 + 10 s, applied at T0 + 11 s: past the catalog grace
+    # appended at T0 + 10 s, applied at T0 + 11 s; the catalog's clock has moved past
+    # the events' stamp, so nothing stamped before them can still appear there
     stamp = lambda: T0 + 10_000  # noqa: E731
+    later = lambda: T0 + 10_001  # noqa: E731
     clock = lambda: T0 + 11_000  # noqa: E731
     with (
         FileLog(tmp_path / "events", cfg.log, clock=stamp) as events,
-        FileLog(tmp_path / "catalog", cfg.log, clock=stamp) as catalog,
+        FileLog(tmp_path / "catalog", cfg.log, clock=later) as catalog,
         FileLog(tmp_path / "batch", cfg.log, clock=stamp) as batch,
     ):
         events.append([view(i, None if i % 2 else "Mozilla/5.0") for i in range(N)])
