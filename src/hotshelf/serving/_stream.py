@@ -15,6 +15,7 @@ snapshots in Redis, merged by ``RemoteState``.
 
 from __future__ import annotations
 
+import abc
 import threading
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -69,31 +70,33 @@ class StateReader(Protocol):
     def related(self, item_id: str, kind: str = ..., k: int = ...) -> list[ItemScore]: ...
 
 
-class _Queries:
-    """The read endpoints over whatever ``_reading()`` yields (one ``StateView``)."""
+class StateSource(Protocol):
+    """Where the queries read: ``StreamProcessor`` or ``RemoteState``."""
+
+    def reading(self) -> AbstractContextManager[StateReader]: ...
+
+    def bot_verdicts(self, limit: int = ...) -> list[BotRecord]: ...
+
+    def bot_stats(self) -> dict[str, int]: ...
+
+
+class _Queries(abc.ABC):
+    """The read endpoints over ``source``; ``lag`` says how far behind it is."""
 
     config: Config
     bots_enabled: bool
+    source: StateSource
 
-    def _reading(self) -> AbstractContextManager[StateReader]:
-        raise NotImplementedError
-
-    def _bot_verdicts(self, limit: int) -> list[BotRecord]:
-        raise NotImplementedError
-
-    def _bot_stats(self) -> dict[str, int]:
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def lag(self) -> dict[str, int]:
         """Records per topic the state does not reflect yet."""
-        raise NotImplementedError
 
     # -- queries ------------------------------------------------------------------------
 
     def ranked(self, which: Literal["trending", "popular"], query: RankQuery) -> RankedItems:
         """Trending or popular items in a segment over one window."""
         window = rank_window(query, self.config.stream)
-        with self._reading() as reader:
+        with self.source.reading() as reader:
             rank = reader.trending if which == "trending" else reader.popular
             items = rank(query.location, query.device, query.category, window, query.k)
             as_of = reader.now_ms
@@ -105,7 +108,7 @@ class _Queries:
     def related(self, item_id: str, query: RelatedQuery) -> RelatedItems:
         """Items most often viewed, carted or bought in the same sessions as ``item_id``."""
         check_related(query, self.config.stream)
-        with self._reading() as reader:
+        with self.source.reading() as reader:
             items = reader.related(item_id, query.kind, query.k)
             as_of = reader.now_ms
         return RelatedItems(
@@ -114,8 +117,8 @@ class _Queries:
 
     def bots(self, query: BotsQuery) -> Bots:
         """The visitors flagged now and the filter's counts."""
-        records = self._bot_verdicts(query.limit)
-        stats = self._bot_stats()
+        records = self.source.bot_verdicts(query.limit)
+        stats = self.source.bot_stats()
         by_reason = {key[len(_REASON) :]: n for key, n in stats.items() if key.startswith(_REASON)}
         counts = BotCounts(
             checked=stats.get("checked", 0), flagged=stats.get("flagged", 0), by_reason=by_reason
@@ -140,6 +143,7 @@ class StreamRunner(_Queries):
         self.processor = StreamProcessor(
             config, events_log, catalog_log, factory, batch_log=batch_log
         )
+        self.source: StateSource = self.processor
         self.resumed_from = self.processor.offsets()
         self.failure: str | None = None
         self._stop = threading.Event()
@@ -180,17 +184,6 @@ class StreamRunner(_Queries):
         self.processor.close(snapshot=False)
         _logger.info("stream.stopped", offsets=self.processor.offsets())
 
-    # -- the processor's state ----------------------------------------------------------
-
-    def _reading(self) -> AbstractContextManager[StateReader]:
-        return self.processor.reading()
-
-    def _bot_verdicts(self, limit: int) -> list[BotRecord]:
-        return self.processor.bot_verdicts(limit)
-
-    def _bot_stats(self) -> dict[str, int]:
-        return self.processor.bot_stats()
-
     def lag(self) -> dict[str, int]:
         """Records per topic the state does not reflect yet."""
         return self.processor.lag()
@@ -205,6 +198,7 @@ class RemoteReader(_Queries):
         self.config = config
         self.bots_enabled = config.bots.enabled
         self.remote = RemoteState(config, logs=logs)
+        self.source = self.remote
         self.failure: str | None = None
         self._closed = False
 
@@ -219,15 +213,6 @@ class RemoteReader(_Queries):
     def close(self) -> None:
         self._closed = True
         self.remote.close()
-
-    def _reading(self) -> AbstractContextManager[StateReader]:
-        return self.remote.reading()
-
-    def _bot_verdicts(self, limit: int) -> list[BotRecord]:
-        return self.remote.bot_verdicts(limit)
-
-    def _bot_stats(self) -> dict[str, int]:
-        return self.remote.bot_stats()
 
     def lag(self) -> dict[str, int]:
         """Records per partition and topic not in the partitions' snapshots yet."""
