@@ -156,7 +156,6 @@ class StreamProcessor:
                 lane.close()
             raise
         self._rt = self.lanes[0]
-        self.freshness = self._rt.freshness
         self._view = StateView([lane.state for lane in self.lanes])
         self._batch_share = config.stream.batch_min_share
         self._batch_busy = False

@@ -47,9 +47,16 @@ from hotshelf.stream._admission import ContributionGate
 from hotshelf.stream._coengagement import KINDS, CoEngagement
 from hotshelf.stream._history import BOUGHT, CARTED, VIEWED, History, RecentHistory
 from hotshelf.stream._sketch import HeavyHitters
-from hotshelf.stream._trending import ANY, NO_VALUE, TrendIndex, device_key
+from hotshelf.stream._trending import (
+    ANY,
+    NO_VALUE,
+    TrendIndex,
+    device_key,
+    popular_over,
+    trending_over,
+)
 
-__all__ = ["Counts", "ItemScore", "StreamState"]
+__all__ = ["Counts", "ItemScore", "StreamState", "ranked"]
 
 STATE_VERSION = 1
 EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
@@ -63,6 +70,10 @@ _LIST_OF: dict[EventType, int] = {
 
 
 CategoryOf = Callable[[str], "tuple[str, ...] | None"]
+# trending_over / popular_over: (indexes, pattern, window column, k, now_ms) -> ranked
+Ranker = Callable[
+    [Sequence[TrendIndex], tuple[str, str, str], int, int, int], list[tuple[str, float]]
+]
 
 
 class ItemScore(msgspec.Struct, frozen=True):
@@ -227,13 +238,8 @@ class StreamState:
         ``window`` is one of ``windows_s`` (default the shortest); scores decay to
         ``now_ms`` (default the latest event time applied).
         """
-        found = self._trends.trending(
-            self.pattern(location, device, category),
-            self.window_column(window),
-            self.top(k),
-            self._now_ms if now_ms is None else now_ms,
-        )
-        return [ItemScore(item, score) for item, score in found]
+        query = (location, device, category, window, k)
+        return ranked([self], trending_over, *query, now_ms=now_ms)
 
     def popular(
         self,
@@ -246,13 +252,8 @@ class StreamState:
         now_ms: int | None = None,
     ) -> list[ItemScore]:
         """Items with the most decayed engagement units in a segment, best first."""
-        found = self._trends.popular(
-            self.pattern(location, device, category),
-            self.window_column(window),
-            self.top(k),
-            self._now_ms if now_ms is None else now_ms,
-        )
-        return [ItemScore(item, score) for item, score in found]
+        query = (location, device, category, window, k)
+        return ranked([self], popular_over, *query, now_ms=now_ms)
 
     def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
         """Items most often ``kind`` ("viewed", "carted", "bought") in the same sessions."""
@@ -332,3 +333,27 @@ class StreamState:
         except (KeyError, TypeError, IndexError) as exc:
             raise ValueError(f"stream state does not fit: {exc!r}") from None
         return self
+
+
+def ranked(
+    states: Sequence[StreamState],
+    ranker: Ranker,
+    location: str | None,
+    device: str | None,
+    category: str | None,
+    window: float | None,
+    k: int,
+    *,
+    now_ms: int | None = None,
+) -> list[ItemScore]:
+    """``ranker`` over the trend tables of ``states`` (the first's settings check the query);
+    scores decay to ``now_ms``, by default the latest event time any state applied."""
+    first = states[0]
+    found = ranker(
+        [state.trends for state in states],
+        first.pattern(location, device, category),
+        first.window_column(window),
+        first.top(k),
+        max(state.now_ms for state in states) if now_ms is None else now_ms,
+    )
+    return [ItemScore(item, score) for item, score in found]

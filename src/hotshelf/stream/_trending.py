@@ -138,7 +138,7 @@ def _matches(key: tuple[str, str, str], pattern: tuple[str, str, str]) -> bool:
 
 
 class TrendIndex:
-    """Decayed units per item and segment, with trending/popular queries."""
+    """Decayed units per item and segment; ``trending_over``/``popular_over`` query them."""
 
     def __init__(self, config: StreamConfig, n_types: int) -> None:
         self.windows = sorted(config.windows_s)
@@ -240,18 +240,6 @@ class TrendIndex:
             and (key[0] != ANY) == want_location
             and _matches(key, pattern)
         ]
-
-    def popular(
-        self, pattern: tuple[str, str, str], window: int, k: int, now_ms: int
-    ) -> list[tuple[str, float]]:
-        """The ``k`` items with the most decayed units in ``window``."""
-        return popular_over([self], pattern, window, k, now_ms)
-
-    def trending(
-        self, pattern: tuple[str, str, str], window: int, k: int, now_ms: int
-    ) -> list[tuple[str, float]]:
-        """The ``k`` items rising most against their baseline, by z-score."""
-        return trending_over([self], pattern, window, k, now_ms)
 
     def counts(self, pattern: tuple[str, str, str]) -> list[int]:
         """Event counts per type summed over the segments in ``pattern``."""

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from hotshelf.stream._history import History
-from hotshelf.stream._state import Counts, ItemScore, StreamState
+from hotshelf.stream._state import Counts, ItemScore, StreamState, ranked
 from hotshelf.stream._trending import ANY, popular_over, trending_over
 
 __all__ = ["StateView"]
@@ -46,15 +46,8 @@ class StateView:
         now_ms: int | None = None,
     ) -> list[ItemScore]:
         """Items rising against their own baseline in a segment, over every part."""
-        first = self._first
-        found = trending_over(
-            [part.trends for part in self.parts],
-            first.pattern(location, device, category),
-            first.window_column(window),
-            first.top(k),
-            self.now_ms if now_ms is None else now_ms,
-        )
-        return [ItemScore(item, score) for item, score in found]
+        query = (location, device, category, window, k)
+        return ranked(self.parts, trending_over, *query, now_ms=now_ms)
 
     def popular(
         self,
@@ -67,15 +60,8 @@ class StateView:
         now_ms: int | None = None,
     ) -> list[ItemScore]:
         """Items with the most decayed engagement units in a segment, over every part."""
-        first = self._first
-        found = popular_over(
-            [part.trends for part in self.parts],
-            first.pattern(location, device, category),
-            first.window_column(window),
-            first.top(k),
-            self.now_ms if now_ms is None else now_ms,
-        )
-        return [ItemScore(item, score) for item, score in found]
+        query = (location, device, category, window, k)
+        return ranked(self.parts, popular_over, *query, now_ms=now_ms)
 
     def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
         """Items most often ``kind`` in the same sessions as ``item_id``, counts summed."""
