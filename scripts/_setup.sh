@@ -14,6 +14,8 @@ WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "setup: installing hotshelf and its dependencies into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    # The CPU build of torch first: left to the resolver, torch comes as a multi-GB CUDA build.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
     echo "$WANT" > "$STAMP"
 fi
