@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from hotshelf._files import fsync_directory
 from hotshelf.errors import CorruptLogError, LogClosedError, OffsetOutOfRangeError
 from hotshelf.log._base import LogConsumer, LogRecord
 
@@ -23,14 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["FileLogConsumer"]
 
 _logger = structlog.get_logger("hotshelf.log")
-
-
-def _fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileLogConsumer(LogConsumer):
@@ -118,9 +111,9 @@ class FileLogConsumer(LogConsumer):
                 os.fsync(f.fileno())
         tmp.replace(self._path)
         if self._log.config.fsync:
-            _fsync_path(directory)
+            fsync_directory(directory)
             if fresh:
-                _fsync_path(directory.parent)
+                fsync_directory(directory.parent)
         self._committed = next_offset
 
     def committed(self) -> int:

@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import os
 import re
-import sys
 import threading
 import time
 from bisect import bisect_right
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import structlog
 
+from hotshelf._files import lock_directory
 from hotshelf.config import LogConfig
 from hotshelf.errors import (
     ConflictError,
@@ -64,20 +64,6 @@ _base_offset = attrgetter("base_offset")
 
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _lock_directory(directory: Path) -> int:
-    """Hold an exclusive lock on the directory: two writers would corrupt the log."""
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-    if sys.platform != "win32":
-        import fcntl
-
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConflictError(f"the log in {directory} is open elsewhere") from None
-    return fd
 
 
 def _check_continuity(before: Segment, after: Segment, event: str = "log.damage_found") -> None:
@@ -119,7 +105,7 @@ class FileLog(EventLog):
         self.config = config
         self._clock = clock or _wall_clock_ms
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock_directory(self.directory)
+        self._lock_fd = lock_directory(self.directory, "the log")
         try:
             segments, self.recovery = self._recover()
         except BaseException:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import structlog
 
+from hotshelf._files import fsync_directory
 from hotshelf.config import LogConfig
 from hotshelf.errors import LogClosedError, UnavailableError
 from hotshelf.log._base import AppendResult, LogObserver
@@ -69,14 +70,6 @@ class _Request:
         self.count = count
         self.enqueued = time.perf_counter()
         self.future: Future[AppendResult] = Future()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Active:
@@ -312,7 +305,7 @@ class GroupCommitWriter:
         self._make_dirs(segment.path.parent)
         self._active = _Active(segment, 0, new=True)
         if self._config.fsync:
-            _fsync_dir(segment.path.parent)
+            fsync_directory(segment.path.parent)
         return self._active
 
     def _make_dirs(self, directory: Path) -> None:
@@ -323,4 +316,4 @@ class GroupCommitWriter:
         for path in reversed(missing):
             path.mkdir(exist_ok=True)
             if self._config.fsync:
-                _fsync_dir(path.parent)
+                fsync_directory(path.parent)

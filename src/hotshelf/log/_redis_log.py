@@ -61,6 +61,7 @@ from redis.retry import Retry
 from hotshelf.errors import (
     ConfigError,
     CorruptLogError,
+    HotshelfError,
     LogClosedError,
     LogError,
     OffsetOutOfRangeError,
@@ -183,8 +184,9 @@ return {first_seq - 1, nxt}
 
 
 @contextlib.contextmanager
-def map_redis_errors(doing: str) -> Iterator[None]:
-    """Translate redis-py exceptions raised while ``doing`` into hotshelf errors."""
+def map_redis_errors(doing: str, fallback: type[HotshelfError] = LogError) -> Iterator[None]:
+    """Translate redis-py exceptions raised while ``doing`` into hotshelf errors: a server
+    that is down, slow or refusing is ``UnavailableError``, anything else ``fallback``."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -192,9 +194,9 @@ def map_redis_errors(doing: str) -> Iterator[None]:
     except redis.ResponseError as exc:
         if str(exc).startswith(_UNAVAILABLE_REPLIES):
             raise UnavailableError(f"Redis cannot serve {doing}: {exc}") from exc
-        raise LogError(f"Redis refused {doing}: {exc}") from exc
+        raise fallback(f"Redis refused {doing}: {exc}") from exc
     except redis.RedisError as exc:
-        raise LogError(f"Redis failed {doing}: {exc}") from exc
+        raise fallback(f"Redis failed {doing}: {exc}") from exc
 
 
 def entry_id(raw: bytes) -> tuple[int, int]:
