@@ -30,6 +30,7 @@ from hotshelf.errors import ConfigError
 __all__ = [
     "BotConfig",
     "Config",
+    "EmbeddingsConfig",
     "EventsConfig",
     "LogConfig",
     "LoggingConfig",
@@ -200,6 +201,47 @@ class BotConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"bots.extra_user_agents: {pattern!r}: {exc}") from None
 
 
+class EmbeddingsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Product embeddings: the encoder, the two-tier store and the nearest-neighbour index."""
+
+    # encode the catalog in `hotshelf serve` and answer /v1/embeddings, similar, search, rank
+    serve: bool = True
+    # a fine-tuned model dir (`hotshelf finetune`); unset = the shipped all-MiniLM-L6-v2 int8
+    model_dir: str | None = None
+    threads: int | None = None  # encoder threads; unset = the machine's cores
+    batch_size: int = 64
+    max_text_tokens: int = 128
+    description_chars: int = 300  # of the description, encoded after title and category
+    # remote tier: "mmap" (a file under data_dir, no server) or "redis"
+    backend: Literal["mmap", "redis"] = "mmap"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "hotshelf:emb"
+    local_capacity: int = 100_000  # rows in the local hot tier
+    remote_deadline_ms: float = 20.0  # a request with local misses waits this long at most
+    # nearest neighbours: "exact" (a matrix product), "hnsw" (usearch), "auto" (exact
+    # below exact_max_items)
+    index: Literal["auto", "exact", "hnsw"] = "auto"
+    exact_max_items: int = 5_000
+    hnsw_connectivity: int = 16
+    hnsw_expansion_add: int = 128
+    hnsw_expansion_search: int = 64
+    refresh_s: float = 1.0  # how often the service re-embeds items changed in the catalog log
+    max_k: int = 100
+    max_ids: int = 1000  # item ids per /v1/embeddings or /v1/rank request
+    max_query_chars: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_text_tokens", "local_capacity", "max_k", "max_ids",
+                     "max_query_chars", "hnsw_connectivity", "hnsw_expansion_add",
+                     "hnsw_expansion_search"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"embeddings.{name} must be at least 1")
+        if self.remote_deadline_ms <= 0 or self.refresh_s <= 0:
+            raise ValueError("embeddings.remote_deadline_ms and refresh_s must be positive")
+        if self.description_chars < 0 or self.exact_max_items < 0:
+            raise ValueError("embeddings.description_chars and exact_max_items must be >= 0")
+
+
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Structured logs."""
 
@@ -216,6 +258,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     events: EventsConfig = msgspec.field(default_factory=EventsConfig)
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     bots: BotConfig = msgspec.field(default_factory=BotConfig)
+    embeddings: EmbeddingsConfig = msgspec.field(default_factory=EmbeddingsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
     @property

@@ -1,0 +1,41 @@
+"""Product embeddings: the two-tier constant-work store, the nearest-neighbour index,
+the job that keeps them current and the service that answers queries from them.
+
+``TwoTierStore`` serves float32 vectors from a bounded in-process ``LocalTier`` in
+front of a remote ``EmbeddingTier`` (``MmapTier`` embedded, or ``RedisTier``), and
+issues the same remote read for every request whatever its local hit ratio.
+``EmbeddingJob`` encodes what changed in the catalog log into the store and a
+``VectorIndex`` (exact, or usearch's HNSW); ``EmbeddingService`` ties them to an encoder.
+"""
+
+from hotshelf.embeddings._index import ExactIndex, HnswIndex, VectorIndex, open_index
+from hotshelf.embeddings._job import EmbeddingJob, JobReport
+from hotshelf.embeddings._local_tier import LocalTier
+from hotshelf.embeddings._mmap_tier import MmapTier
+from hotshelf.embeddings._redis_tier import RedisTier
+from hotshelf.embeddings._service import EmbeddingService, RankedScore, open_store
+from hotshelf.embeddings._store import Fetch, TwoTierStore
+from hotshelf.embeddings._text import item_text, text_fingerprint
+from hotshelf.embeddings._tier import EmbeddingTier, FoundMask, Vectors
+
+__all__ = [
+    "EmbeddingJob",
+    "EmbeddingService",
+    "EmbeddingTier",
+    "ExactIndex",
+    "Fetch",
+    "FoundMask",
+    "HnswIndex",
+    "JobReport",
+    "LocalTier",
+    "MmapTier",
+    "RankedScore",
+    "RedisTier",
+    "TwoTierStore",
+    "VectorIndex",
+    "Vectors",
+    "item_text",
+    "open_index",
+    "open_store",
+    "text_fingerprint",
+]

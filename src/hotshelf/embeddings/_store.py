@@ -1,0 +1,321 @@
+"""``TwoTierStore``: a local hot tier in front of a remote tier, doing constant work.
+
+A cache that saves remote reads makes a system bimodal: at a high hit ratio the remote
+sees little load, and the day the cache empties (a deploy, a new catalog) the full
+load arrives at once, at the worst moment. So this store does the same remote work
+whatever the hit ratio (the lesson of DynamoDB's request routers):
+
+* **Every** request with at least one key makes exactly one remote ``get_many`` of all
+  its keys, right after its local lookup.
+* On a full local hit the request returns at once and its remote read runs off the
+  critical path, on a bounded pool of I/O threads. On any local miss the remote answer
+  is the result, read up to ``remote_deadline_ms``: ``get_many`` reads on the calling
+  thread (a hand-off to a pool thread and back costs more than the read itself under
+  the GIL), so the deadline is the remote tier's read timeout (``open_store`` sets
+  Redis's to it); ``aget_many`` must not block the event loop, so it hands the read to
+  the pool and awaits it for at most the deadline.
+* Every remote answer refreshes the local tier (on a thread of its own, ``_refresher``):
+  stored keys are overwritten, new ones are offered to its admission policy, keys the
+  remote no longer has are dropped. The remote is the source of truth; the local tier
+  serves full hits and outages.
+
+Degraded mode. A remote that errors, times out or is stopped never reaches a client:
+the request is answered from the local tier (keys in neither are not found),
+``Fetch.degraded`` is set and ``degraded_requests`` counts it. In-flight remote reads
+are bounded by ``max_in_flight``: with every slot busy (a stalled remote) a request
+issues no read at all and is degraded too, so requests never queue behind a dead
+server. Recovery needs nothing: the next read that succeeds (and the next request that
+finds a free slot) clears the ``degraded`` gauge. Empty requests do no work and are not
+counted.
+
+Writes go through: ``put_many`` writes the remote first (its errors reach the caller:
+nothing is stored locally that the remote lacks), then the local tier. A read in flight
+across a write could bring back the value from before it, so its refresh is dropped
+(the next read of those keys refreshes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from hotshelf.embeddings._local_tier import LocalTier
+from hotshelf.embeddings._refresher import LocalRefresher
+from hotshelf.embeddings._store_metrics import COUNTERS, StoreCollector
+from hotshelf.embeddings._tier import (
+    EmbeddingTier,
+    FoundMask,
+    Vectors,
+    check_keys,
+    check_vectors,
+    empty_result,
+)
+from hotshelf.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["Fetch", "TwoTierStore"]
+
+_logger = structlog.get_logger("hotshelf.embeddings")
+_Answer = tuple[Vectors, FoundMask]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """The answer to one read; arrays are ``(n, dim)`` / ``(n,)`` in request order.
+
+    ``vectors`` holds zeros where a key was not found and may be read-only.
+    ``from_local`` / ``from_remote`` say which tier answered each found key.
+    ``degraded`` is set when the answer came from the local tier alone although the
+    remote was needed (a local miss) or could not even be asked (every slot busy).
+    """
+
+    vectors: Vectors
+    found: FoundMask
+    from_local: FoundMask
+    from_remote: FoundMask
+    degraded: bool
+
+
+class TwoTierStore:
+    """``local`` in front of ``remote``, one remote read per request (see module doc).
+
+    The store owns both tiers: ``close()`` closes them.
+    """
+
+    def __init__(
+        self,
+        local: LocalTier,
+        remote: EmbeddingTier,
+        *,
+        remote_deadline_ms: float = 10.0,
+        max_in_flight: int = 8,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if local.dim != remote.dim:
+            raise ConfigError(f"local tier dim {local.dim} != remote tier dim {remote.dim}")
+        if max_in_flight < 1 or remote_deadline_ms <= 0:
+            raise ConfigError("max_in_flight and remote_deadline_ms must be positive")
+        self.local = local
+        self.remote = remote
+        self._deadline_s = remote_deadline_ms / 1000
+        self._max_in_flight = max_in_flight
+        self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="hotshelf-embeddings")
+        self._refresher = LocalRefresher(local)
+        self._lock = threading.Lock()  # counters, in-flight slots, health, closed
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._in_flight = 0
+        self._remote_ok = True  # the last remote read succeeded
+        self._saturated = False  # the last request found every slot busy
+        self._closed = False
+        if registry is not None:
+            registry.register(StoreCollector(self.stats))
+
+    @property
+    def dim(self) -> int:
+        return self.local.dim
+
+    # -- reading ---------------------------------------------------------------
+
+    def get_many(self, keys: Sequence[str]) -> Fetch:
+        """Vectors of ``keys``; never raises for a remote failure (see ``Fetch.degraded``)."""
+        keys = list(keys)
+        if not keys:
+            return self._empty()
+        vectors, found = self.local.get_many(keys)
+        if found.all():
+            future = self._submit(keys)
+            return self._local_answer(vectors, found, degraded=future is None)
+        return self._read_here(keys, vectors, found)
+
+    def _read_here(self, keys: list[str], vectors: Vectors, found: FoundMask) -> Fetch:
+        """A local miss: this thread makes the request's remote read, in a slot."""
+        generation = self._refresher.generation
+        if not self._take_slot():
+            return self._local_answer(vectors, found, degraded=True)
+        started = time.perf_counter()
+        try:
+            answer = self.remote.get_many(keys)
+        except Exception as exc:  # noqa: BLE001 - a remote failure never reaches a client
+            self._note_outcome(exc)
+            late = time.perf_counter() - started >= self._deadline_s
+            return self._local_answer(vectors, found, degraded=True, late=late)
+        finally:
+            self._release_slot()
+        self._note_outcome(None)
+        self._refresher.offer(keys, generation, *answer)
+        return self._remote_answer(vectors, found, answer)
+
+    async def aget_many(self, keys: Sequence[str]) -> Fetch:
+        """``get_many`` for the event loop: the wait for the remote is awaited, never blocked."""
+        keys = list(keys)
+        if not keys:
+            return self._empty()
+        vectors, found = self.local.get_many(keys)
+        future = self._submit(keys)
+        if future is None or found.all():
+            return self._local_answer(vectors, found, degraded=future is None)
+        waiter = asyncio.wrap_future(future)
+        # A read that ends after the deadline must not leave an unretrieved exception.
+        waiter.add_done_callback(_retrieve)
+        done, _ = await asyncio.wait((waiter,), timeout=self._deadline_s)
+        if not done:
+            return self._local_answer(vectors, found, degraded=True, late=True)
+        if waiter.exception() is not None:
+            return self._local_answer(vectors, found, degraded=True)
+        return self._remote_answer(vectors, found, waiter.result())
+
+    def _empty(self) -> Fetch:
+        vectors, found = empty_result(0, self.dim)
+        return Fetch(vectors, found, found, found, degraded=False)
+
+    def _local_answer(
+        self, vectors: Vectors, found: FoundMask, *, degraded: bool, late: bool = False
+    ) -> Fetch:
+        """The local tier's answer: a full hit whose remote read was issued, or degraded."""
+        hits = int(found.sum())
+        with self._lock:
+            counts = self._counts
+            counts["requests"] += 1
+            counts["keys"] += len(found)
+            counts["local_hits"] += hits
+            counts["full_local_hits"] += hits == len(found)
+            counts["degraded_requests"] += degraded
+            counts["deadline_misses"] += late
+        return Fetch(vectors, found, found, np.zeros(len(found), np.bool_), degraded=degraded)
+
+    def _remote_answer(self, vectors: Vectors, found: FoundMask, answer: _Answer) -> Fetch:
+        remote_vectors, remote_found = answer
+        with self._lock:
+            counts = self._counts
+            counts["requests"] += 1
+            counts["keys"] += len(found)
+            counts["local_hits"] += int(found.sum())
+        no_local = np.zeros(len(found), np.bool_)
+        return Fetch(remote_vectors, remote_found, no_local, remote_found, degraded=False)
+
+    # -- the remote read every request makes -------------------------------------
+
+    def _take_slot(self) -> bool:
+        """Count a remote read in flight; False (and counted as skipped) when every slot
+        is busy or the store is closed."""
+        with self._lock:
+            self._saturated = self._in_flight >= self._max_in_flight
+            if self._saturated or self._closed:
+                self._counts["remote_skipped"] += 1
+                return False
+            self._in_flight += 1
+            self._counts["remote_reads"] += 1
+            return True
+
+    def _release_slot(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _submit(self, keys: list[str]) -> Future[_Answer] | None:
+        """Issue this request's remote read on the pool; None when no slot is free."""
+        generation = self._refresher.generation
+        if not self._take_slot():
+            return None
+        try:
+            future = self._pool.submit(self.remote.get_many, keys)
+        except RuntimeError:  # the pool shut down (close() raced this request)
+            self._release_slot()
+            return None
+        future.add_done_callback(functools.partial(self._on_remote_done, keys, generation))
+        return future
+
+    def _on_remote_done(self, keys: list[str], generation: int, future: Future[_Answer]) -> None:
+        """Runs on the I/O thread that read, as soon as the read is over."""
+        try:
+            error = future.exception()
+            self._note_outcome(error)
+            if error is None:
+                self._refresher.offer(keys, generation, *future.result())
+        finally:
+            self._release_slot()
+
+    def _note_outcome(self, error: BaseException | None) -> None:
+        with self._lock:
+            was_ok, self._remote_ok = self._remote_ok, error is None
+            self._counts["remote_errors"] += error is not None
+        if error is not None and was_ok:
+            kind = type(error).__name__
+            _logger.warning("embeddings.remote_failing", error=str(error), kind=kind)
+        elif error is None and not was_ok:
+            _logger.info("embeddings.remote_recovered")
+
+    # -- writing ---------------------------------------------------------------
+
+    def put_many(self, keys: Sequence[str], vectors: npt.ArrayLike) -> None:
+        """Write through: the remote tier first (its errors propagate), then the local one."""
+        keys = check_keys(keys)
+        matrix = check_vectors(keys, vectors, self.dim)
+        self.remote.put_many(keys, matrix)
+        self._refresher.put_many(keys, matrix)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete from the remote tier (its errors propagate), then the local one."""
+        keys = list(keys)
+        self.remote.delete_many(keys)
+        self._refresher.delete_many(keys)
+
+    def load_many(self, keys: Sequence[str]) -> tuple[Vectors, FoundMask]:
+        """A bulk read straight from the remote tier, for jobs (an index rebuilt at
+        start-up): remote errors propagate, and the local tier is neither read nor
+        filled, so a bulk scan cannot flush the hot items out of it."""
+        return self.remote.get_many(list(keys))
+
+    # -- state -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """The counters and gauges of ``_store_metrics`` by their short names."""
+        with self._lock:
+            stats = dict(self._counts)
+            stats["in_flight"] = self._in_flight
+            stats["degraded"] = int(self._saturated or not self._remote_ok)
+        stats["refresh_backlog"] = self._refresher.backlog
+        stats["refreshes_dropped"] = self._refresher.dropped
+        stats["local_keys"] = len(self.local)
+        stats["local_evictions"] = self.local.evictions
+        stats["local_rejections"] = self.local.rejections
+        return stats
+
+    def close(self) -> None:
+        """Wait for in-flight remote reads and their refreshes, then close both tiers."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.shutdown(wait=True)
+        self._refresher.close()
+        self.local.close()
+        self.remote.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _retrieve(waiter: asyncio.Future[_Answer]) -> None:
+    if not waiter.cancelled():
+        waiter.exception()
