@@ -26,7 +26,10 @@ JSON = {"content-type": "application/json"}
 
 
 def make_config(data_dir: Path, *overrides: str) -> Config:
-    sets = [f"data_dir={json.dumps(str(data_dir))}", "log.fsync=false", *overrides]
+    """Settings for a test server; embeddings are off unless a test turns them on (the
+    encoder would spend the tests' CPU embedding catalogs nobody searches)."""
+    sets = [f"data_dir={json.dumps(str(data_dir))}", "log.fsync=false", "embeddings.serve=false",
+            *overrides]  # fmt: skip
     return load_config(overrides=sets, environ={})
 
 

@@ -185,7 +185,9 @@ def test_healthz_and_readyz(api: Api) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["ready"] is True
-    assert body["checks"] == {"events_log": "ok", "catalog": "ok", "stream": "ok"}
+    assert body["checks"] == {
+        "events_log": "ok", "catalog": "ok", "stream": "ok", "embeddings": "off"
+    }
     assert {"events", "catalog"} <= set(body["stream_lag"])  # and the batch lane's topics
     assert not any(body["stream_lag"].values())
     assert body["damage"] == []

@@ -54,7 +54,7 @@ class Server:
         cmd = [
             sys.executable, "-m", "hotshelf", "serve", "--port", str(self.port),
             "--data-dir", str(self.data_dir), "--set", "log.fsync=true",
-            "--set", 'logging.level="warning"',
+            "--set", "embeddings.serve=false", "--set", 'logging.level="warning"',
         ]  # fmt: skip
         with self.log_file.open("ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out)

@@ -119,6 +119,7 @@ def _write_config(path: Path, data_dir: Path, redis_url: str) -> None:
         f'data_dir = "{data_dir}"\n'
         f'[log]\nbackend = "redis"\nredis_url = "{redis_url}"\nfsync = false\n'
         "[stream]\npartitions = 2\nsnapshot_interval_s = 0.2\ncatalog_grace_ms = 1000\n"
+        "[embeddings]\nserve = false\n"
     )
 
 

@@ -66,6 +66,10 @@ class HotshelfApp:
             ("/v1/items", "POST", self._post_items),
             ("/v1/items/{item_id}", "GET", self._get_item),
             ("/v1/items/{item_id}/related", "GET", self._get_related),
+            ("/v1/items/{item_id}/similar", "GET", self._get_similar),
+            ("/v1/embeddings", "POST", self._post_embeddings),
+            ("/v1/search", "POST", self._post_search),
+            ("/v1/rank", "POST", self._post_rank),
             ("/v1/trending", "GET", self._get_trending),
             ("/v1/popular", "GET", self._get_popular),
             ("/v1/bots", "GET", self._get_bots),
@@ -221,6 +225,29 @@ class HotshelfApp:
 
     async def _get_bots(self, request: Request) -> Response:
         return json_response(await asyncio.to_thread(self.service.bots, request.query))
+
+    # Embedding queries run inference, a store read with a deadline and an index search:
+    # in a worker thread too (onnxruntime and usearch release the GIL while they work).
+
+    async def _get_similar(self, request: Request) -> Response:
+        item_id = request.path_params["item_id"]
+        answer = await asyncio.to_thread(self.service.similar, item_id, request.query)
+        return json_response(answer)
+
+    async def _post_embeddings(self, request: Request) -> Response:
+        body = await request.body(self.config.server.max_body_bytes)
+        kind = request.header(b"content-type")
+        return json_response(await asyncio.to_thread(self.service.embedding_vectors, body, kind))
+
+    async def _post_search(self, request: Request) -> Response:
+        body = await request.body(self.config.server.max_body_bytes)
+        kind = request.header(b"content-type")
+        return json_response(await asyncio.to_thread(self.service.search, body, kind))
+
+    async def _post_rank(self, request: Request) -> Response:
+        body = await request.body(self.config.server.max_body_bytes)
+        kind = request.header(b"content-type")
+        return json_response(await asyncio.to_thread(self.service.rank, body, kind))
 
     async def _healthz(self, request: Request) -> Response:
         return json_response(Health())

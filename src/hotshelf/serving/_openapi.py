@@ -8,7 +8,16 @@ import msgspec
 
 from hotshelf import __version__
 from hotshelf.events import Event, Item
-from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery
+from hotshelf.serving._embeddings import (
+    Embeddings,
+    EmbeddingsRequest,
+    RankedCandidates,
+    RankRequest,
+    SearchRequest,
+    SearchResults,
+    SimilarItems,
+)
+from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, SimilarQuery
 from hotshelf.serving._schemas import (
     Bots,
     ErrorBody,
@@ -38,7 +47,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
         415: "Unsupported Content-Type",
         422: "Invalid input; `problems` lists every bad field with its JSON path",
         503: "Starting, stopping, the log is unavailable, or (read endpoints) the stream "
-        "processor is off (stream.serve = false) or stopped",
+        "processor or the embeddings are off (stream.serve, embeddings.serve = false) or "
+        "stopped, or the item has no embedding yet",
     }
     err = {"$ref": _REF.format(name="ErrorBody")}
     return {str(s): {"description": reasons[s], "content": _json(err)} for s in statuses}
@@ -99,15 +109,53 @@ def _stream_paths(ranked: Any, related: Any, bots: Any) -> dict[str, Any]:
     return paths
 
 
+def _post(operation: str, summary: str, request: Any, answer: Any) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation,
+            "requestBody": {"required": True, "content": _json(request)},
+            "responses": {
+                "200": {"description": "The answer", "content": _json(answer)},
+                **_errors(404, 413, 415, 422, 503),
+            },
+        }
+    }
+
+
+def _embedding_paths(
+    vectors_in: Any, search_in: Any, rank_in: Any,
+    vectors: Any, similar: Any, search: Any, ranked: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The endpoints over the product embeddings."""
+    similar_path = _get("getSimilar", "Items nearest by text embedding", SimilarQuery, similar)
+    operation = similar_path["get"]
+    path_id = {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    operation["parameters"][0]["description"] = "How many items, at most `embeddings.max_k`"
+    operation["parameters"].insert(0, path_id)
+    operation["responses"].update(_errors(404))
+    return {
+        "/v1/embeddings": _post("postEmbeddings", "Vectors of catalog items", vectors_in, vectors),
+        "/v1/items/{item_id}/similar": similar_path,
+        "/v1/search": _post("postSearch", "Catalog items nearest a query text", search_in, search),
+        "/v1/rank": _post(
+            "postRank", "Candidates ordered by relevance to a query", rank_in, ranked
+        ),
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The API description served at ``/openapi.json``."""
-    (event, events, item, items, accepted, items_ok, error, health, ready, *stream), components = (
+    (event, events, item, items, accepted, items_ok, error, health, ready, *rest), components = (
         msgspec.json.schema_components(
             [Event, list[Event], Item, list[Item], EventsAccepted, ItemsAccepted, ErrorBody,
-             Health, Readiness, RankedItems, RelatedItems, Bots],
+             Health, Readiness, RankedItems, RelatedItems, Bots, EmbeddingsRequest,
+             SearchRequest, RankRequest, Embeddings, SimilarItems, SearchResults,
+             RankedCandidates],
             ref_template=_REF,
         )
     )  # fmt: skip
+    stream, embedding = rest[:3], rest[3:]
     del error  # referenced through _errors
     paths: dict[str, Any] = {
         "/v1/events": {
@@ -166,6 +214,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
         **_stream_paths(*stream),
+        **_embedding_paths(*embedding),
         "/healthz": {
             "get": {
                 "summary": "Liveness: the process answers",
@@ -177,7 +226,7 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": (
                     "Readiness: logs open, catalog caught up, stream processor running "
-                    "(and its lag), damage found at recovery"
+                    "(and its lag), catalog embedded (and its lag), damage found at recovery"
                 ),
                 "operationId": "readyz",
                 "responses": {

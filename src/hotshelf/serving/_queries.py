@@ -1,4 +1,4 @@
-"""Query strings of the read endpoints, parsed strictly into typed structs.
+"""Query strings and JSON bodies of the read endpoints, parsed strictly into typed structs.
 
 Each endpoint's parameters are one msgspec struct: converting the query dict with
 ``strict=False`` turns "20" into 20 and rejects "abc", "1.5", ``k=0`` and unknown
@@ -10,14 +10,23 @@ depends on the configuration (``window`` among ``stream.windows_s``, ``k`` up to
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 from hotshelf.config import StreamConfig
 from hotshelf.errors import FieldProblem, ValidationError
 
-__all__ = ["BotsQuery", "RankQuery", "RelatedQuery", "check_related", "parse_query", "rank_window"]
+__all__ = [
+    "BotsQuery",
+    "RankQuery",
+    "RelatedQuery",
+    "SimilarQuery",
+    "check_related",
+    "decode_json",
+    "parse_query",
+    "rank_window",
+]
 
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
@@ -47,7 +56,14 @@ class BotsQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 
 
-Q = TypeVar("Q", RankQuery, RelatedQuery, BotsQuery)
+class SimilarQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``GET /v1/items/{item_id}/similar``: the ``k`` nearest items by text embedding
+    (up to ``embeddings.max_k``)."""
+
+    k: Count = 10
+
+
+Q = TypeVar("Q", RankQuery, RelatedQuery, BotsQuery, SimilarQuery)
 
 _UNKNOWN = re.compile(r"unknown field `(?P<name>[^`]*)`")
 _AT = re.compile(r" - at `\$\.(?P<name>[^`]*)`$")
@@ -59,6 +75,24 @@ def parse_query(kind: type[Q], params: dict[str, str]) -> Q:
         return msgspec.convert(params, kind, strict=False)
     except msgspec.ValidationError as exc:
         raise ValidationError("invalid query parameters", [_problem(kind, str(exc))]) from None
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[Any], what: str) -> Any:
+    """``body`` decoded by ``decoder``; ``ValidationError`` with the JSON path of the first
+    problem (``what`` names the thing sent, "item" or "search request")."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        message, sep, where = str(exc).partition(" - at `")
+        path = where.rstrip("`") if sep else "$"
+        raise ValidationError(f"invalid {what}", [FieldProblem(path, message)]) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        problem = (
+            "the body is not valid UTF-8"
+            if isinstance(exc, UnicodeDecodeError)
+            else (f"malformed JSON: {exc}")
+        )
+        raise ValidationError("malformed request body", [FieldProblem("$", problem)]) from None
 
 
 def _problem(kind: type[msgspec.Struct], message: str) -> FieldProblem:

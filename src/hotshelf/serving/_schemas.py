@@ -73,8 +73,10 @@ class Damage(msgspec.Struct):
 
 class Readiness(msgspec.Struct):
     """``ready`` is true once the logs are open, the catalog is caught up and the stream
-    processor runs (or is off). ``stream_lag``: records per topic not yet in its state;
-    it catches up in the background, so a lag does not make the service unready."""
+    processor runs (or is off), and the catalog is embedded (or embeddings are off).
+    ``stream_lag``: records per topic not yet in the stream state; ``embeddings_lag``:
+    catalog records not yet embedded. Both catch up in the background, so a lag does
+    not make the service unready."""
 
     ready: bool
     checks: dict[str, str]
@@ -83,6 +85,7 @@ class Readiness(msgspec.Struct):
     dedup_ids: int | None = None
     damage: list[Damage] = msgspec.field(default_factory=list)
     stream_lag: dict[str, int] | None = None
+    embeddings_lag: int | None = None
 
 
 class Segment(msgspec.Struct):

@@ -15,7 +15,6 @@ import msgspec
 
 from hotshelf.config import Config
 from hotshelf.errors import (
-    FieldProblem,
     PayloadTooLargeError,
     UnavailableError,
     UnsupportedMediaTypeError,
@@ -32,7 +31,7 @@ from hotshelf.events import (
 )
 from hotshelf.log import VerifyReport
 from hotshelf.monitoring import Metrics, get_logger
-from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, parse_query
+from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, decode_json, parse_query
 from hotshelf.serving._schemas import (
     Bots,
     Damage,
@@ -45,7 +44,15 @@ from hotshelf.serving._schemas import (
 
 if TYPE_CHECKING:
     from hotshelf.catalog import CatalogView
+    from hotshelf.embeddings import EmbeddingService
     from hotshelf.log import AppendResult, EventLog
+    from hotshelf.serving._embeddings import (
+        EmbeddingQueries,
+        Embeddings,
+        RankedCandidates,
+        SearchResults,
+        SimilarItems,
+    )
     from hotshelf.serving._stream import RemoteReader, StreamRunner
     from hotshelf.stream import StreamProcessor
 
@@ -72,6 +79,8 @@ class Service:
         self.catalog: CatalogView | None = None
         self.damage: list[Damage] = []
         self.stream: StreamRunner | RemoteReader | None = None
+        self.embeddings: EmbeddingService | None = None
+        self.embedding_queries: EmbeddingQueries | None = None
         self._closing = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -92,6 +101,8 @@ class Service:
             self.catalog = CatalogView(self.catalog_log)
             items_applied = self.catalog.catch_up()
             dedup_ids = self.dedup.rebuild(self.events_log)
+            if cfg.embeddings.serve:
+                self._start_embeddings(self.catalog, self.catalog_log)
             if cfg.stream.serve:
                 self.batch_log = open_log(
                     cfg, "events.batch", observer=metrics.observer("events.batch")
@@ -145,6 +156,18 @@ class Service:
             metrics.watch_stream(self._live_processor)
             self.stream.start()
 
+    def _start_embeddings(self, catalog: CatalogView, catalog_log: EventLog) -> None:
+        """Load the encoder, store and index; changed items are encoded in the background."""
+        from hotshelf.embeddings import EmbeddingService
+        from hotshelf.serving._embeddings import EmbeddingQueries
+
+        service = EmbeddingService(
+            self.config, catalog, catalog_log, registry=self.metrics.registry
+        )
+        self.embeddings = service
+        service.start(follow=True)
+        self.embedding_queries = EmbeddingQueries(service, self.config.embeddings)
+
     def apply_retention(self) -> int:
         """Drop events past the configured age/size (the catalog is never trimmed)."""
         log = self.events_log
@@ -162,6 +185,8 @@ class Service:
         self._closing = True
         if self.stream is not None:
             self.stream.close()
+        if self.embeddings is not None:
+            self.embeddings.close()
         for log in (self.events_log, self.catalog_log, self.batch_log):
             if log is not None:
                 log.close()
@@ -243,6 +268,35 @@ class Service:
         runner = self._stream()
         return runner.bots(parse_query(BotsQuery, params))
 
+    # -- embeddings ---------------------------------------------------------------------
+
+    def embedding_vectors(self, body: bytes, content_type: str | None) -> Embeddings:
+        """``POST /v1/embeddings``: the vectors of the requested items (blocking)."""
+        return self._embedding_queries(content_type).embeddings(body)
+
+    def similar(self, item_id: str, params: dict[str, str]) -> SimilarItems:
+        """``GET /v1/items/{item_id}/similar`` (blocking: a store read and a search)."""
+        return self._embedding_queries().similar(item_id, params)
+
+    def search(self, body: bytes, content_type: str | None) -> SearchResults:
+        """``POST /v1/search`` (blocking: one inference and a search)."""
+        return self._embedding_queries(content_type).search(body)
+
+    def rank(self, body: bytes, content_type: str | None) -> RankedCandidates:
+        """``POST /v1/rank`` (blocking: one inference and a store read)."""
+        return self._embedding_queries(content_type).rank(body)
+
+    def _embedding_queries(self, content_type: str | None = "application/json") -> EmbeddingQueries:
+        if not self.config.embeddings.serve:
+            raise UnavailableError(
+                "embeddings are off in this server (embeddings.serve = false)"
+            )
+        if self.embedding_queries is None or self._closing:
+            raise UnavailableError("the service is starting or stopping")
+        if media_kind(content_type) != "json":
+            raise UnsupportedMediaTypeError("send the request as application/json")
+        return self.embedding_queries
+
     def _live_processor(self) -> StreamProcessor | None:
         """The processor while it runs (metrics read it at scrape time)."""
         from hotshelf.serving._stream import StreamRunner
@@ -276,6 +330,7 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
                 checks["catalog"] = f"failed: {exc}"
         checks["stream"] = self._stream_check(body)
+        checks["embeddings"] = self._embeddings_check(body)
         ready = all(v in ("ok", "off") for v in checks.values())
         return Readiness(ready, checks, dedup_ids=len(self.dedup), damage=self.damage, **body)
 
@@ -294,6 +349,18 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             return f"failed: {exc}"
         return "ok"
+
+    def _embeddings_check(self, body: dict[str, Any]) -> str:
+        """Ready once the catalog as of start-up is embedded; later changes are a lag."""
+        if not self.config.embeddings.serve:
+            return "off"
+        service = self.embeddings
+        if service is None or self._closing:
+            return "not running"
+        if service.failure is not None:
+            return f"failed: {service.failure}"
+        body["embeddings_lag"] = service.lag()
+        return "ok" if service.caught_up_once else "encoding the catalog"
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -324,19 +391,7 @@ class Service:
 
 
 def _decode_items(body: bytes) -> list[Item]:
-    try:
-        value = _items_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        message, sep, where = str(exc).partition(" - at `")
-        path = where.rstrip("`") if sep else "$"
-        raise ValidationError("invalid item", [FieldProblem(path, message)]) from None
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        problem = (
-            "the body is not valid UTF-8"
-            if isinstance(exc, UnicodeDecodeError)
-            else (f"malformed JSON: {exc}")
-        )
-        raise ValidationError("malformed request body", [FieldProblem("$", problem)]) from None
+    value = decode_json(body, _items_decoder, "item")
     return value if isinstance(value, list) else [value]
 
 
