@@ -41,8 +41,8 @@ def test_both_commands_work_from_a_fresh_clone(tmp_path: Path) -> None:
         p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))
     )
     demo = subprocess.run(
-        ["scripts/demo", "--events", "3000", "--port", str(free_port()), "--exit-after", "0",
-         "--data-dir", str(tmp_path / "demo-data")],
+        ["scripts/demo", "--events", "3000", "--items", "200", "--port", str(free_port()),
+         "--exit-after", "0", "--data-dir", str(tmp_path / "demo-data")],
         cwd=clone, env=env, capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]

@@ -13,8 +13,8 @@ runner = CliRunner()
 
 
 def _demo(data: Path, *extra: str) -> tuple[int, str]:
-    args = ["demo", "--events", "2000", "--port", str(free_port()), "--exit-after", "0",
-            "--data-dir", str(data), *extra]  # fmt: skip
+    args = ["demo", "--events", "2000", "--items", "200", "--port", str(free_port()),
+            "--exit-after", "0", "--data-dir", str(data), *extra]  # fmt: skip
     result = runner.invoke(app, args)
     return result.exit_code, result.output
 
@@ -26,9 +26,11 @@ def test_demo_runs_the_loop_and_verifies_the_log(tmp_path: Path) -> None:
     assert '"duplicates": 1' in out  # the retried event was acknowledged, not stored again
     assert "validation_error" in out
     assert "log events: 2,001 records" in out
-    assert "log catalog: 2,000 records" in out
+    assert "log catalog: 200 records" in out
     assert "GET /v1/trending?k=5" in out
     assert "GET /v1/bots?limit=3" in out
+    assert "POST /v1/search" in out
+    assert "/similar?k=5" in out
     assert "stream state rebuilt from offset 0" in out
     assert "byte-identical" in out  # the replay equals what the server kept live
     # a second run starts from scratch in its own directory

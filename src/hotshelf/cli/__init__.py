@@ -6,6 +6,8 @@ them here is what puts them on the command line.
 
 from hotshelf.cli import (  # noqa: F401  importing registers the commands
     _demo,
+    _embed,
+    _finetune,
     _ingest,
     _items,
     _log_cmds,

@@ -2,8 +2,10 @@
 
 It starts ``hotshelf serve`` on an embedded log, loads a simulated store's catalog
 and traffic through the HTTP API, shows a few real requests and answers (including
-what a bad request and a retried request get), verifies the log, and then keeps
-serving until Ctrl-C (or ``--exit-after``).
+what a bad request and a retried request get, live trends and bot verdicts, and
+search and similar items from the product embeddings the server computes as the
+catalog arrives), verifies the log, and then keeps serving until Ctrl-C (or
+``--exit-after``).
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ def _examples(client: _Client, sim: StoreSimulator) -> None:
 @app.command()
 def demo(
     events: Annotated[int, typer.Option(min=1, max=5_000_000, help="Simulated events.")] = 100_000,
+    items: Annotated[int, typer.Option(min=100, max=1_000_000, help="Catalog size.")] = 2000,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
     data_dir: Annotated[Path, typer.Option(help="Demo data (emptied first).")] = Path(
@@ -208,7 +211,8 @@ def demo(
         _fresh_dir(data_dir)
         now_ms = int(time.time() * 1000)
         duration_s = events / 500.0
-        sim = StoreSimulator(SimConfig(seed=seed, start_ms=now_ms - int(duration_s * 1000)))
+        start_ms = now_ms - int(duration_s * 1000)
+        sim = StoreSimulator(SimConfig(seed=seed, start_ms=start_ms, n_items=items))
         console.rule("[bold]hotshelf demo")
         proc = _start_server(data_dir, port, list(overrides or []))
         client = _Client(port)
@@ -220,6 +224,8 @@ def demo(
             )
             _examples(client, sim)
             _stream_examples(client, sim)
+            if cfg.embeddings.serve:
+                _embedding_examples(client, sim)
             _serve_until(proc, port, cfg.data_path, exit_after)
         finally:
             client.close()
@@ -257,6 +263,44 @@ def _stream_examples(client: _Client, sim: StoreSimulator) -> None:
         "GET /v1/bots?limit=3",
         *client.call("GET", "/v1/bots?limit=3"),
     )
+
+
+def _embedding_examples(client: _Client, sim: StoreSimulator) -> None:
+    """Search, similar items and ranking from the embeddings the server keeps current."""
+    with progress_bar(console) as progress:
+        task = progress.add_task("embedding the catalog (all-MiniLM-L6-v2, int8)", total=None)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:  # the server encodes the catalog as it arrives
+            status, ready = client.call("GET", "/readyz")
+            if ready["checks"].get("embeddings") == "ok" and ready.get("embeddings_lag") == 0:
+                break
+            time.sleep(0.5)
+        progress.update(task, total=1, completed=1)
+    titles = {item.item_id: item.title for item in sim.catalog()}
+    query = {"query": "wireless earbuds for running", "k": 5}
+    status, body = client.call("POST", "/v1/search", json.dumps(query).encode())
+    _show("search: query text -> products", "POST /v1/search " + json.dumps(query), status, body)
+    _titled(body, titles)
+    item = sim.catalog()[0]
+    path = f"/v1/items/{item.item_id}/similar?k=5"
+    status, body = client.call("GET", path)
+    _show(f"similar to {item.title!r} (text embeddings)", f"GET {path}", status, body)
+    _titled(body, titles)
+    candidates = [i.item_id for i in sim.catalog()[:8]]
+    ask = {"query": "a gift for a coffee lover", "item_ids": candidates}
+    status, body = client.call("POST", "/v1/rank", json.dumps(ask).encode())
+    _show("rank candidates for a query", "POST /v1/rank " + json.dumps(ask), status, body)
+    _titled(body, titles)
+
+
+def _titled(body: Any, titles: dict[str, str]) -> None:
+    """The answer's items with their titles, for reading (the API answers ids)."""
+    if isinstance(body, dict):
+        for rank, entry in enumerate(body.get("items", [])[:5], start=1):
+            score = entry.get("score")
+            shown = "-" if score is None else f"{score:.3f}"
+            console.print(f"  #{rank} {entry['item_id']}  {titles.get(entry['item_id'], '?')}"
+                          f"  ({shown})", highlight=False)  # fmt: skip
 
 
 def _rebuild_check(cfg: Config) -> None:
@@ -297,6 +341,8 @@ def _serve_until(
         f"  curl -s http://127.0.0.1:{port}/readyz\n"
         f"  curl -s 'http://127.0.0.1:{port}/v1/trending?device=mobile&k=10'\n"
         f"  curl -s http://127.0.0.1:{port}/v1/bots\n"
+        f"  curl -s -XPOST http://127.0.0.1:{port}/v1/search -H 'content-type: application/json'"
+        f" -d '{{\"query\": \"running shoes\", \"k\": 5}}'\n"
         f"  curl -s http://127.0.0.1:{port}/metrics | grep hotshelf_events\n"
         f"  curl -s http://127.0.0.1:{port}/openapi.json\n"
         f"  hotshelf log inspect --data-dir {data} --limit 3\n"
