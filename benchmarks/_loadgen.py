@@ -18,7 +18,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PLACEHOLDER", "LoadResult", "LoadSpec", "medians", "percentile", "run_closed_loop"]
+__all__ = [
+    "PLACEHOLDER",
+    "LoadResult",
+    "LoadSpec",
+    "OpenLoopSpec",
+    "medians",
+    "percentile",
+    "run_closed_loop",
+    "run_open_loop",
+]
 
 PLACEHOLDER = b"@@REQID@@@@@"  # 12 bytes, replaced by a unique hex id per request
 
@@ -167,3 +176,71 @@ def run_closed_loop(spec: LoadSpec) -> LoadResult:
     """
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_run(spec))
+
+
+@dataclass(frozen=True)
+class OpenLoopSpec:
+    """``requests`` (method, path, body) round robin at a fixed ``rate`` per second.
+
+    Open loop: a request is due at its scheduled time whether or not earlier ones have
+    been answered, and its latency counts from that time, so a slow server's queueing
+    shows up in the percentiles (no coordinated omission).
+    """
+
+    port: int
+    requests: list[tuple[str, str, bytes]]
+    rate: float
+    duration_s: float = 10.0
+    connections: int = 32
+    host: str = "127.0.0.1"
+
+
+async def _open_worker(
+    spec: OpenLoopSpec, due: asyncio.Queue[tuple[float, int] | None], result: LoadResult
+) -> None:
+    reader, writer = await asyncio.open_connection(spec.host, spec.port)
+    try:
+        while (job := await due.get()) is not None:
+            scheduled, n = job
+            method, path, body = spec.requests[n % len(spec.requests)]
+            head = f"{method} {path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+            if body:
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            writer.write(head.encode() + b"\r\n" + body)
+            try:
+                status = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                result.errors += 1
+                return
+            result.latencies_s.append(time.perf_counter() - scheduled)
+            result.requests += 1
+            result.status[status] = result.status.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _open_run(spec: OpenLoopSpec) -> LoadResult:
+    result = LoadResult()
+    due: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
+    workers = [
+        asyncio.create_task(_open_worker(spec, due, result)) for _ in range(spec.connections)
+    ]
+    start = time.perf_counter()
+    total = int(spec.rate * spec.duration_s)
+    for n in range(total):
+        scheduled = start + n / spec.rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait((scheduled, n))
+    for _ in workers:
+        due.put_nowait(None)
+    await asyncio.gather(*workers)
+    result.elapsed_s = time.perf_counter() - start
+    return result
+
+
+def run_open_loop(spec: OpenLoopSpec) -> LoadResult:
+    """Send ``rate * duration_s`` requests on schedule; latencies from their due times."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_open_run(spec))
