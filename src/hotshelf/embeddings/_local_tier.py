@@ -92,7 +92,9 @@ class LocalTier(EmbeddingTier):
     def __len__(self) -> int:
         return len(self._index)
 
-    def get_many(self, keys: Sequence[str]) -> tuple[Vectors, FoundMask]:
+    def get_many(self, keys: Sequence[str], *, record: bool = True) -> tuple[Vectors, FoundMask]:
+        """``EmbeddingTier.get_many``; ``record=False`` for a read already recorded (by
+        ``get_all``), so the sketch counts each request once."""
         n = len(keys)
         if n == 0:
             return empty_result(0, self._dim)
@@ -103,7 +105,7 @@ class LocalTier(EmbeddingTier):
             rows = np.array(row_list, dtype=np.intp)
             # row -1 reads the last row; those rows are zeroed below
             vectors = self._matrix[rows] if misses < n else None
-            if self._pending_keys < _MAX_PENDING:
+            if record and self._pending_keys < _MAX_PENDING:
                 self._pending.append(keys)
                 self._pending_keys += n
         if vectors is None:
@@ -113,6 +115,24 @@ class LocalTier(EmbeddingTier):
         found = rows >= 0
         vectors[~found] = 0.0
         return vectors, found
+
+    def get_all(self, keys: Sequence[str]) -> tuple[Vectors | None, int]:
+        """The vectors of ``keys`` when every one is stored (else None, and nothing is
+        gathered), and how many are stored. The read is recorded as ``get_many``'s is.
+
+        For a caller that answers a partial hit from another tier anyway: it skips
+        copying rows it would throw away.
+        """
+        with self._lock:
+            index = self._index
+            row_list = [index.get(key, -1) for key in keys]
+            if self._pending_keys < _MAX_PENDING:
+                self._pending.append(keys)
+                self._pending_keys += len(keys)
+            misses = row_list.count(-1)
+            if misses:
+                return None, len(row_list) - misses
+            return self._matrix[np.array(row_list, dtype=np.intp)], len(row_list)
 
     def put_many(self, keys: Sequence[str], vectors: npt.ArrayLike) -> None:
         """Update stored keys in place; offer new ones to the admission policy, which

@@ -134,48 +134,49 @@ class TwoTierStore:
         keys = list(keys)
         if not keys:
             return self._empty()
-        vectors, found = self.local.get_many(keys)
-        if found.all():
+        vectors, hits = self.local.get_all(keys)
+        if vectors is not None:
             future = self._submit(keys)
-            return self._local_answer(vectors, found, degraded=future is None)
-        return self._read_here(keys, vectors, found)
+            return self._full_hit(vectors, degraded=future is None)
+        return self._read_here(keys, hits)
 
-    def _read_here(self, keys: list[str], vectors: Vectors, found: FoundMask) -> Fetch:
-        """A local miss: this thread makes the request's remote read, in a slot."""
+    def _read_here(self, keys: list[str], hits: int) -> Fetch:
+        """A local miss: this thread makes the request's remote read, in a slot; the
+        local tier's rows are gathered only if the remote cannot answer."""
         generation = self._refresher.generation
         if not self._take_slot():
-            return self._local_answer(vectors, found, degraded=True)
+            return self._degraded(keys)
         started = time.perf_counter()
         try:
             answer = self.remote.get_many(keys)
         except Exception as exc:  # noqa: BLE001 - a remote failure never reaches a client
             self._note_outcome(exc)
             late = time.perf_counter() - started >= self._deadline_s
-            return self._local_answer(vectors, found, degraded=True, late=late)
+            return self._degraded(keys, late=late)
         finally:
             self._release_slot()
         self._note_outcome(None)
         self._refresher.offer(keys, generation, *answer)
-        return self._remote_answer(vectors, found, answer)
+        return self._remote_answer(len(keys), hits, answer)
 
     async def aget_many(self, keys: Sequence[str]) -> Fetch:
         """``get_many`` for the event loop: the wait for the remote is awaited, never blocked."""
         keys = list(keys)
         if not keys:
             return self._empty()
-        vectors, found = self.local.get_many(keys)
+        vectors, hits = self.local.get_all(keys)
         future = self._submit(keys)
-        if future is None or found.all():
-            return self._local_answer(vectors, found, degraded=future is None)
+        if vectors is not None:
+            return self._full_hit(vectors, degraded=future is None)
+        if future is None:
+            return self._degraded(keys)
         waiter = asyncio.wrap_future(future)
         # A read that ends after the deadline must not leave an unretrieved exception.
         waiter.add_done_callback(_retrieve)
         done, _ = await asyncio.wait((waiter,), timeout=self._deadline_s)
-        if not done:
-            return self._local_answer(vectors, found, degraded=True, late=True)
-        if waiter.exception() is not None:
-            return self._local_answer(vectors, found, degraded=True)
-        return self._remote_answer(vectors, found, waiter.result())
+        if not done or waiter.exception() is not None:
+            return self._degraded(keys, late=not done)
+        return self._remote_answer(len(keys), hits, waiter.result())
 
     def _empty(self) -> Fetch:
         vectors, found = empty_result(0, self.dim)
@@ -196,14 +197,26 @@ class TwoTierStore:
             counts["deadline_misses"] += late
         return Fetch(vectors, found, found, np.zeros(len(found), np.bool_), degraded=degraded)
 
-    def _remote_answer(self, vectors: Vectors, found: FoundMask, answer: _Answer) -> Fetch:
+    def _degraded(self, keys: list[str], *, late: bool = False) -> Fetch:
+        """A miss the remote could not answer: what the local tier has (read recorded)."""
+        vectors, found = self.local.get_many(keys, record=False)
+        return self._local_answer(vectors, found, degraded=True, late=late)
+
+    def _full_hit(self, vectors: Vectors, *, degraded: bool) -> Fetch:
+        """Every key was local: answered at once (``degraded`` if no remote read could be
+        issued for it)."""
+        found = np.ones(len(vectors), np.bool_)
+        return self._local_answer(vectors, found, degraded=degraded)
+
+    def _remote_answer(self, n: int, hits: int, answer: _Answer) -> Fetch:
+        """The remote's answer to a request that had ``hits`` of its ``n`` keys locally."""
         remote_vectors, remote_found = answer
         with self._lock:
             counts = self._counts
             counts["requests"] += 1
-            counts["keys"] += len(found)
-            counts["local_hits"] += int(found.sum())
-        no_local = np.zeros(len(found), np.bool_)
+            counts["keys"] += n
+            counts["local_hits"] += hits
+        no_local = np.zeros(n, np.bool_)
         return Fetch(remote_vectors, remote_found, no_local, remote_found, degraded=False)
 
     # -- the remote read every request makes -------------------------------------
