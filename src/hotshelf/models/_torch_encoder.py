@@ -34,7 +34,10 @@ WEIGHTS_FILE = "model.safetensors"
 def load_torch_model(model_dir: Path) -> torch.nn.Module:
     """The ``transformers`` BertModel in ``model_dir``, in eval mode, read from disk only."""
     from transformers import AutoModel  # here, not at the top: hotshelf.models stays torch-free
+    from transformers.utils import logging as transformers_logging
 
+    # its "Loading weights" bar is noise in a CLI; transformers leaves this one untyped
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     if not (model_dir / WEIGHTS_FILE).is_file():
         raise ConfigError(f"no {WEIGHTS_FILE} in {model_dir}")
     try:

@@ -25,12 +25,12 @@ fingerprint, so a snapshot is never restored under another partitioning.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from hotshelf._files import write_atomically
 from hotshelf.config import Config
 
 __all__ = [
@@ -126,14 +126,6 @@ def settings_fingerprint(
     return hashlib.blake2b(blob, digest_size=8).hexdigest()
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class SnapshotStorage(Protocol):
     """Where a processor keeps its latest snapshot: a file, or a Redis key."""
 
@@ -168,15 +160,7 @@ class SnapshotStore:
     def write(self, data: bytes) -> None:
         """Replace the snapshot with ``data``, atomically and durably."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.NAME}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if self._fsync:
-                os.fsync(f.fileno())
-        tmp.replace(self.path)
-        if self._fsync:
-            _fsync_directory(self.directory)
+        write_atomically(self.path, data, fsync=self._fsync)
 
     def read(self) -> bytes | None:
         """The latest snapshot's bytes, or None when there is none."""
