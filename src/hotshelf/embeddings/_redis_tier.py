@@ -12,6 +12,13 @@ useless to a request and only holds a slot of the store's bounded pool), writes 
 a long one (bulk loads send megabytes). Both retry once on a connection error only (a
 pooled connection may be stale after a server restart); every command is idempotent.
 
+Reads skip redis-py's client layer: each thread keeps one connection of the read pool
+and sends ``MGET`` on it directly (hiredis packs and parses, as in the client). The
+client's per-command work (pool checkout and return, retry wrapper, response
+callbacks) cost ~60 µs of a ~260 µs 50-key MGET, a quarter of the read. A connection
+that errs or times out is disconnected (its reply stream is no longer in step) and
+reconnects on its next use.
+
 Errors. redis-py exceptions are translated by the log's ``map_redis_errors``: a server
 that is down, slow or refusing (loading, read-only, out of memory) is
 :class:`~hotshelf.errors.UnavailableError` (503), anything else a
@@ -76,6 +83,7 @@ class RedisTier(EmbeddingTier):
         self._row_bytes = dim * _WIRE.itemsize
         self._reader = _client(url, read_timeout_s, connect_timeout_s)
         self._writer = _client(url, write_timeout_s, connect_timeout_s)
+        self._local = threading.local()  # .connection: this thread's read connection
         self._bad_lock = threading.Lock()
         self._bad_values = 0
 
@@ -93,8 +101,32 @@ class RedisTier(EmbeddingTier):
             return empty_result(0, self._dim)
         prefix = self.prefix
         with map_redis_errors("embedding read", HotshelfError):
-            values = self._reader.mget([prefix + key for key in keys])
-        return self._decode(cast("list[bytes | None]", values))
+            values = self._mget([prefix + key for key in keys])
+        return self._decode(values)
+
+    def _mget(self, names: list[str]) -> list[bytes | None]:
+        try:
+            return self._mget_once(names)
+        except redis.ConnectionError:
+            return self._mget_once(names)  # the connection was stale (a server restart)
+
+    def _mget_once(self, names: list[str]) -> list[bytes | None]:
+        connection = self._connection()
+        try:
+            connection.send_command("MGET", *names)  # type: ignore[no-untyped-call]
+            return cast("list[bytes | None]", connection.read_response())
+        except (redis.ConnectionError, redis.TimeoutError):
+            connection.disconnect()  # type: ignore[no-untyped-call]  # replies out of step
+            raise
+
+    def _connection(self) -> redis.connection.AbstractConnection:
+        connection: redis.connection.AbstractConnection | None = getattr(
+            self._local, "connection", None
+        )
+        if connection is None:
+            connection = self._reader.connection_pool.get_connection()
+            self._local.connection = connection
+        return connection
 
     def _decode(self, values: list[bytes | None]) -> tuple[Vectors, FoundMask]:
         n, size = len(values), self._row_bytes
@@ -147,5 +179,6 @@ class RedisTier(EmbeddingTier):
             return sum(1 for _ in self._writer.scan_iter(match=pattern, count=1000))
 
     def close(self) -> None:
+        self._reader.connection_pool.disconnect()  # the threads' read connections too
         self._reader.close()
         self._writer.close()
