@@ -116,6 +116,12 @@ class LocalTier(EmbeddingTier):
         vectors[~found] = 0.0
         return vectors, found
 
+    def reads_waiting(self) -> bool:
+        """Whether enough reads wait to be counted that a refresh should count them now
+        (a quarter of the read buffer): a store that skips refreshes of unchanged full
+        hits asks this, so the sketch still sees the reads."""
+        return self._pending_keys >= _MAX_PENDING // 4
+
     def get_all(self, keys: Sequence[str]) -> tuple[Vectors | None, int]:
         """The vectors of ``keys`` when every one is stored (else None, and nothing is
         gathered), and how many are stored. The read is recorded as ``get_many``'s is.

@@ -136,7 +136,7 @@ class TwoTierStore:
             return self._empty()
         vectors, hits = self.local.get_all(keys)
         if vectors is not None:
-            future = self._submit(keys)
+            future = self._submit(keys, vectors)
             return self._full_hit(vectors, degraded=future is None)
         return self._read_here(keys, hits)
 
@@ -165,7 +165,7 @@ class TwoTierStore:
         if not keys:
             return self._empty()
         vectors, hits = self.local.get_all(keys)
-        future = self._submit(keys)
+        future = self._submit(keys, vectors)
         if vectors is not None:
             return self._full_hit(vectors, degraded=future is None)
         if future is None:
@@ -237,8 +237,9 @@ class TwoTierStore:
         with self._lock:
             self._in_flight -= 1
 
-    def _submit(self, keys: list[str]) -> Future[_Answer] | None:
-        """Issue this request's remote read on the pool; None when no slot is free."""
+    def _submit(self, keys: list[str], local: Vectors | None = None) -> Future[_Answer] | None:
+        """Issue this request's remote read on the pool; None when no slot is free.
+        ``local``: what the local tier answered, when it had every key."""
         generation = self._refresher.generation
         if not self._take_slot():
             return None
@@ -247,16 +248,25 @@ class TwoTierStore:
         except RuntimeError:  # the pool shut down (close() raced this request)
             self._release_slot()
             return None
-        future.add_done_callback(functools.partial(self._on_remote_done, keys, generation))
+        done = functools.partial(self._on_remote_done, keys, generation, local)
+        future.add_done_callback(done)
         return future
 
-    def _on_remote_done(self, keys: list[str], generation: int, future: Future[_Answer]) -> None:
-        """Runs on the I/O thread that read, as soon as the read is over."""
+    def _on_remote_done(
+        self, keys: list[str], generation: int, local: Vectors | None, future: Future[_Answer]
+    ) -> None:
+        """Runs on the I/O thread that read, as soon as the read is over. The usual answer
+        to a full hit equals what the local tier gave: then there is nothing to refresh
+        and the refresher is not woken (unless reads wait to be counted)."""
         try:
             error = future.exception()
             self._note_outcome(error)
-            if error is None:
-                self._refresher.offer(keys, generation, *future.result())
+            if error is not None:
+                return
+            vectors, found = future.result()
+            same = local is not None and bool(found.all()) and np.array_equal(vectors, local)
+            if not same or self.local.reads_waiting():
+                self._refresher.offer(keys, generation, vectors, found)
         finally:
             self._release_slot()
 
