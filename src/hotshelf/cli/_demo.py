@@ -245,8 +245,10 @@ def _stream_examples(client: _Client, sim: StoreSimulator) -> None:
         if lag == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    titles = {item.item_id: item.title for item in sim.catalog()}
     marks = [
-        f"#{rank} {s['item_id']}" + ("  <- simulated hot item" if s["item_id"] in hot else "")
+        f"#{rank} {s['item_id']}  {titles.get(s['item_id'], '?')}"
+        + ("  <- simulated hot item" if s["item_id"] in hot else "")
         for rank, s in enumerate(body.get("items", []), start=1)
     ] if status == 200 else []  # fmt: skip
     _show("trending now, all segments (bot filter on)", "GET /v1/trending?k=5", status, body)
