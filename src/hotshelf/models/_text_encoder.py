@@ -86,11 +86,15 @@ class TextEncoder(ModelRuntime[str, Embeddings]):
         self,
         tokenizer_path: Path,
         *,
+        name: str,
+        version: str | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         sort_by_length: bool = True,
     ) -> None:
         super().__init__()
+        self._name = name
+        self._version = version
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, not {batch_size}")
         self.tokenizer_path = tokenizer_path
@@ -98,6 +102,21 @@ class TextEncoder(ModelRuntime[str, Embeddings]):
         self.batch_size = batch_size
         self.sort_by_length = sort_by_length
         self._tokenizer: WordPieceTokenizer | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> str:
+        """``<kind>-<sha256 prefix>`` of the weights file, hashed on first use (unless given)."""
+        if self._version is None:
+            self._version = file_version(*self._weights())
+        return self._version
+
+    @abc.abstractmethod
+    def _weights(self) -> tuple[Path, str]:
+        """The file that holds the weights, and the kind its version is tagged with."""
 
     @property
     def tokenizer(self) -> WordPieceTokenizer:
@@ -144,6 +163,8 @@ class OnnxTextEncoder(TextEncoder):
         """
         super().__init__(
             tokenizer_path or base_model_dir() / "tokenizer.json",
+            name=name,
+            version=version,
             max_length=max_length,
             batch_size=batch_size,
             sort_by_length=sort_by_length,
@@ -152,20 +173,11 @@ class OnnxTextEncoder(TextEncoder):
             raise ConfigError(f"threads must be at least 1, not {threads}")
         self.model_path = model_path or shipped_onnx_model()
         self.threads = threads or default_threads()
-        self._name = name
         self._kind = kind
-        self._version = version
         self._session: ort.InferenceSession | None = None
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            self._version = file_version(self.model_path, self._kind)
-        return self._version
+    def _weights(self) -> tuple[Path, str]:
+        return self.model_path, self._kind
 
     def _load(self) -> None:
         options = ort.SessionOptions()

@@ -13,7 +13,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hotshelf.errors import ConfigError
-from hotshelf.models._runtime import file_version
 from hotshelf.models._text_encoder import (
     BASE_MODEL_NAME,
     DEFAULT_BATCH_SIZE,
@@ -85,11 +84,10 @@ class TorchTextEncoder(TextEncoder):
         """
         self.model_dir = model_dir or base_model_dir()
         super().__init__(
-            self.model_dir / "tokenizer.json", max_length=max_length, batch_size=batch_size
-        )
+            self.model_dir / "tokenizer.json", name=name, max_length=max_length,
+            batch_size=batch_size,
+        )  # fmt: skip
         self.threads = threads
-        self._name = name
-        self._version: str | None = None
         self._module: torch.nn.Module | None = None
         self._given = False
 
@@ -112,15 +110,8 @@ class TorchTextEncoder(TextEncoder):
         encoder.load()
         return encoder
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> str:
-        if self._version is None:
-            self._version = file_version(self.model_dir / WEIGHTS_FILE, "torch-fp32")
-        return self._version
+    def _weights(self) -> tuple[Path, str]:
+        return self.model_dir / WEIGHTS_FILE, "torch-fp32"
 
     @property
     def module(self) -> torch.nn.Module:
