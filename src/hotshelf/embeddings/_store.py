@@ -43,13 +43,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import structlog
 
+from hotshelf._closing import Closeable
 from hotshelf.embeddings._local_tier import LocalTier
 from hotshelf.embeddings._refresher import LocalRefresher
 from hotshelf.embeddings._store_metrics import COUNTERS, StoreCollector
@@ -89,7 +89,7 @@ class Fetch:
     degraded: bool
 
 
-class TwoTierStore:
+class TwoTierStore(Closeable):
     """``local`` in front of ``remote``, one remote read per request (see module doc).
 
     The store owns both tiers: ``close()`` closes them.
@@ -326,17 +326,6 @@ class TwoTierStore:
         self._refresher.close()
         self.local.close()
         self.remote.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _retrieve(waiter: asyncio.Future[_Answer]) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self, TypeAlias
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from hotshelf._closing import Closeable
 from hotshelf.errors import FieldProblem, ValidationError
 
 __all__ = [
@@ -39,7 +39,7 @@ FoundMask: TypeAlias = npt.NDArray[np.bool_]
 MAX_KEY_BYTES = 1024
 
 
-class EmbeddingTier(abc.ABC):
+class EmbeddingTier(Closeable):
     """A store of float32 vectors of one dimension, addressed by string keys."""
 
     @property
@@ -67,17 +67,6 @@ class EmbeddingTier(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release files, connections and memory; the tier is unusable afterwards."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def check_dim(dim: int) -> int:

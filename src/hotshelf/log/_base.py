@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 import msgspec
 
+from hotshelf._closing import Closeable
 from hotshelf.errors import FieldProblem, PayloadTooLargeError, ValidationError
 
 __all__ = [
@@ -155,7 +154,7 @@ class LogConsumer(abc.ABC):
         """Release resources held by this consumer."""
 
 
-class EventLog(abc.ABC):
+class EventLog(Closeable):
     """An append-only, checksummed, replayable log of byte records."""
 
     @abc.abstractmethod
@@ -212,14 +211,3 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Flush and release; later calls raise ``LogClosedError``."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
