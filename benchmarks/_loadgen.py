@@ -121,6 +121,27 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return int(head[9:12])
 
 
+async def _exchange(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    request: bytes,
+    started: float,
+    result: LoadResult,
+) -> bool:
+    """Send one request, read its answer and record it, latency from ``started``; False
+    when the connection broke (counted as an error)."""
+    writer.write(request)
+    try:
+        status = await _read_response(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        result.errors += 1
+        return False
+    result.latencies_s.append(time.perf_counter() - started)
+    result.requests += 1
+    result.status[status] = result.status.get(status, 0) + 1
+    return True
+
+
 async def _worker(spec: LoadSpec, progress: _Progress, result: LoadResult) -> None:
     reader, writer = await asyncio.open_connection(spec.host, spec.port)
     head = (
@@ -133,16 +154,9 @@ async def _worker(spec: LoadSpec, progress: _Progress, result: LoadResult) -> No
             n = progress.first + progress.sent
             progress.sent += 1
             body = bodies[n % len(bodies)].replace(PLACEHOLDER, b"%012x" % n)
-            start = time.perf_counter()
-            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            try:
-                status = await _read_response(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                result.errors += 1
+            request = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+            if not await _exchange(reader, writer, request, time.perf_counter(), result):
                 return
-            result.latencies_s.append(time.perf_counter() - start)
-            result.requests += 1
-            result.status[status] = result.status.get(status, 0) + 1
     finally:
         writer.close()
 
@@ -206,15 +220,9 @@ async def _open_worker(
             head = f"{method} {path} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
             if body:
                 head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"\r\n" + body)
-            try:
-                status = await _read_response(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                result.errors += 1
+            request = head.encode() + b"\r\n" + body
+            if not await _exchange(reader, writer, request, scheduled, result):
                 return
-            result.latencies_s.append(time.perf_counter() - scheduled)
-            result.requests += 1
-            result.status[status] = result.status.get(status, 0) + 1
     finally:
         writer.close()
 

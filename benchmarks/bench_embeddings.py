@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _instacart
+from benchmarks._cli import add_only_option
 from benchmarks._loadgen import OpenLoopSpec, percentile, run_open_loop
 from benchmarks._servers import hotshelf_serve_command, running_server
 
@@ -83,9 +84,11 @@ def job_section(data_dir: Path, items: int, index: str) -> tuple[dict[str, Any],
     from hotshelf.catalog import CatalogView
     from hotshelf.embeddings import EmbeddingService
     from hotshelf.log import open_log
+    from hotshelf.monitoring import configure_logging
 
     catalog_items = instacart_items(items)
     cfg = _config(data_dir, index)
+    configure_logging(cfg.logging)  # logs to stderr: stdout is the JSON
     with open_log(cfg, "catalog") as log:
         view = CatalogView(log)
         view.upsert(catalog_items)
@@ -196,17 +199,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _sections(text: str) -> list[str]:
-    chosen = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = set(chosen) - set(SECTIONS)
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(SECTIONS)}")
-    return [s for s in SECTIONS if s in chosen]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", type=_sections, default=list(SECTIONS), help=",".join(SECTIONS))
+    add_only_option(parser, SECTIONS)
     parser.add_argument("--items", type=int, default=20_000, help="catalog size (Instacart)")
     parser.add_argument("--similar-rate", type=float, default=200.0, help="requests/s")
     parser.add_argument("--search-rate", type=float, default=40.0, help="requests/s")

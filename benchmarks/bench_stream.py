@@ -58,6 +58,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from benchmarks._cli import add_only_option
 from benchmarks._stream_load import (
     SteadyWriter,
     VisitorLoad,
@@ -531,17 +532,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _sections(text: str) -> list[str]:
-    chosen = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = set(chosen) - set(SECTIONS)
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(SECTIONS)}")
-    return [s for s in SECTIONS if s in chosen]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", type=_sections, default=list(SECTIONS), help=",".join(SECTIONS))
+    add_only_option(parser, SECTIONS)
     parser.add_argument("--events", type=int, default=300_000, help="throughput: events")
     parser.add_argument("--freshness-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=20_000.0, help="freshness: events/s")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -223,9 +224,10 @@ def demo(
                 f"({sent / seconds:,.0f} events/s over HTTP, one client)"
             )
             _examples(client, sim)
-            _stream_examples(client, sim)
+            titles = {item.item_id: item.title for item in sim.catalog()}
+            _stream_examples(client, sim, titles)
             if cfg.embeddings.serve:
-                _embedding_examples(client, sim)
+                _embedding_examples(client, sim, titles)
             _serve_until(proc, port, cfg.data_path, exit_after)
         finally:
             client.close()
@@ -235,7 +237,7 @@ def demo(
         _rebuild_check(cfg)
 
 
-def _stream_examples(client: _Client, sim: StoreSimulator) -> None:
+def _stream_examples(client: _Client, sim: StoreSimulator, titles: dict[str, str]) -> None:
     """Trends, co-engagement and bot verdicts from the state the server keeps live."""
     hot = {h.item_id for h in sim.ground_truth.hot_items}
     deadline = time.monotonic() + 120
@@ -245,15 +247,8 @@ def _stream_examples(client: _Client, sim: StoreSimulator) -> None:
         if lag == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    titles = {item.item_id: item.title for item in sim.catalog()}
-    marks = [
-        f"#{rank} {s['item_id']}  {titles.get(s['item_id'], '?')}"
-        + ("  <- simulated hot item" if s["item_id"] in hot else "")
-        for rank, s in enumerate(body.get("items", []), start=1)
-    ] if status == 200 else []  # fmt: skip
     _show("trending now, all segments (bot filter on)", "GET /v1/trending?k=5", status, body)
-    if marks:
-        console.print("  " + "\n  ".join(marks))
+    _titled(body, titles, hot)
     first = body["items"][0]["item_id"] if status == 200 and body.get("items") else None
     if first is not None:
         path = f"/v1/items/{first}/related?kind=viewed&k=5"
@@ -267,7 +262,7 @@ def _stream_examples(client: _Client, sim: StoreSimulator) -> None:
     )
 
 
-def _embedding_examples(client: _Client, sim: StoreSimulator) -> None:
+def _embedding_examples(client: _Client, sim: StoreSimulator, titles: dict[str, str]) -> None:
     """Search, similar items and ranking from the embeddings the server keeps current."""
     with progress_bar(console) as progress:
         task = progress.add_task("embedding the catalog (all-MiniLM-L6-v2, int8)", total=None)
@@ -278,7 +273,6 @@ def _embedding_examples(client: _Client, sim: StoreSimulator) -> None:
                 break
             time.sleep(0.5)
         progress.update(task, total=1, completed=1)
-    titles = {item.item_id: item.title for item in sim.catalog()}
     query = {"query": "wireless earbuds for running", "k": 5}
     status, body = client.call("POST", "/v1/search", json.dumps(query).encode())
     _show("search: query text -> products", "POST /v1/search " + json.dumps(query), status, body)
@@ -295,14 +289,15 @@ def _embedding_examples(client: _Client, sim: StoreSimulator) -> None:
     _titled(body, titles)
 
 
-def _titled(body: Any, titles: dict[str, str]) -> None:
+def _titled(body: Any, titles: dict[str, str], hot: Collection[str] = ()) -> None:
     """The answer's items with their titles, for reading (the API answers ids)."""
     if isinstance(body, dict):
         for rank, entry in enumerate(body.get("items", [])[:5], start=1):
             score = entry.get("score")
             shown = "-" if score is None else f"{score:.3f}"
+            mark = "  <- simulated hot item" if entry["item_id"] in hot else ""
             console.print(f"  #{rank} {entry['item_id']}  {titles.get(entry['item_id'], '?')}"
-                          f"  ({shown})", highlight=False)  # fmt: skip
+                          f"  ({shown}){mark}", highlight=False)  # fmt: skip
 
 
 def _rebuild_check(cfg: Config) -> None:

@@ -230,8 +230,7 @@ class Service:
 
     async def upsert_items(self, body: bytes, content_type: str | None) -> ItemsAccepted:
         """Append one item or an array of items to the catalog log, then apply them."""
-        if media_kind(content_type) != "json":
-            raise UnsupportedMediaTypeError("items are sent as application/json")
+        _require_json(content_type, "items")
         server = self.config.server
         if len(body) > server.max_body_bytes:
             raise PayloadTooLargeError(
@@ -272,7 +271,8 @@ class Service:
 
     def embedding_vectors(self, body: bytes, content_type: str | None) -> Embeddings:
         """``POST /v1/embeddings``: the vectors of the requested items (blocking)."""
-        return self._embedding_queries(content_type).embeddings(body)
+        _require_json(content_type, "embedding requests")
+        return self._embedding_queries().embeddings(body)
 
     def similar(self, item_id: str, params: dict[str, str]) -> SimilarItems:
         """``GET /v1/items/{item_id}/similar`` (blocking: a store read and a search)."""
@@ -280,21 +280,21 @@ class Service:
 
     def search(self, body: bytes, content_type: str | None) -> SearchResults:
         """``POST /v1/search`` (blocking: one inference and a search)."""
-        return self._embedding_queries(content_type).search(body)
+        _require_json(content_type, "search requests")
+        return self._embedding_queries().search(body)
 
     def rank(self, body: bytes, content_type: str | None) -> RankedCandidates:
         """``POST /v1/rank`` (blocking: one inference and a store read)."""
-        return self._embedding_queries(content_type).rank(body)
+        _require_json(content_type, "rank requests")
+        return self._embedding_queries().rank(body)
 
-    def _embedding_queries(self, content_type: str | None = "application/json") -> EmbeddingQueries:
+    def _embedding_queries(self) -> EmbeddingQueries:
         if not self.config.embeddings.serve:
             raise UnavailableError(
                 "embeddings are off in this server (embeddings.serve = false)"
             )
         if self.embedding_queries is None or self._closing:
             raise UnavailableError("the service is starting or stopping")
-        if media_kind(content_type) != "json":
-            raise UnsupportedMediaTypeError("send the request as application/json")
         return self.embedding_queries
 
     def _live_processor(self) -> StreamProcessor | None:
@@ -388,6 +388,11 @@ class Service:
         if self.catalog is None or self._closing:
             raise UnavailableError("the service is starting or stopping")
         return self.catalog
+
+
+def _require_json(content_type: str | None, what: str) -> None:
+    if media_kind(content_type) != "json":
+        raise UnsupportedMediaTypeError(f"{what} are sent as application/json")
 
 
 def _decode_items(body: bytes) -> list[Item]:
