@@ -29,13 +29,17 @@ from hotshelf.errors import ConfigError
 
 __all__ = [
     "BotConfig",
+    "CollaborativeConfig",
     "Config",
     "EmbeddingsConfig",
     "EventsConfig",
+    "ExperimentsConfig",
     "LogConfig",
     "LoggingConfig",
+    "RecommendConfig",
     "ServerConfig",
     "StreamConfig",
+    "VariantConfig",
     "load_config",
 ]
 
@@ -242,6 +246,103 @@ class EmbeddingsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             raise ValueError("embeddings.description_chars and exact_max_items must be >= 0")
 
 
+class CollaborativeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Collaborative filtering on implicit feedback: ``hotshelf train``, ``implicit``."""
+
+    algorithm: Literal["als", "bpr"] = "als"
+    factors: int = 64
+    iterations: int = 15
+    regularization: float = 0.01
+    learning_rate: float = 0.01  # bpr only
+    alpha: float = 1.0  # confidence = 1 + alpha * weight (als)
+    # confidence weight of each event type; types not named here are not feedback
+    event_weights: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"view": 1.0, "click": 1.0, "add_to_cart": 4.0, "purchase": 8.0}
+    )
+    min_user_events: int = 1  # users with fewer feedback events are not trained on
+    seed: int = 0
+    retrain_s: float = 0.0  # `hotshelf serve` retrains this often from the log; 0 = never
+    max_fold_in_items: int = 200  # most recent items used to fold in a user unseen in training
+
+    def __post_init__(self) -> None:
+        for name in ("factors", "iterations", "min_user_events", "max_fold_in_items"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"recommend.cf.{name} must be at least 1")
+        if self.regularization < 0 or self.learning_rate <= 0 or self.alpha <= 0:
+            raise ValueError("recommend.cf: regularization >= 0, learning_rate and alpha > 0")
+        known = {"view", "click", "add_to_cart", "purchase"}
+        weights = self.event_weights
+        if not weights or set(weights) - known or min(weights.values()) <= 0:
+            raise ValueError(f"recommend.cf.event_weights: keys among {sorted(known)}, w > 0")
+        if self.retrain_s < 0:
+            raise ValueError("recommend.cf.retrain_s must not be negative")
+
+
+class VariantConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One experiment arm: its share of visitors and the router settings it changes."""
+
+    name: str
+    weight: float = 1.0
+    # router settings this arm overrides: blend_weights, diversity, candidates
+    overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ExperimentsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A/B variants by stable hash of the visitor, and attribution of what followed."""
+
+    salt: str = "hotshelf"  # change it to reshuffle visitors between arms
+    variants: list[VariantConfig] = msgspec.field(
+        default_factory=lambda: [VariantConfig(name="control")]
+    )
+    click_window_s: float = 1800.0  # a click this soon after an impression is attributed
+    purchase_window_s: float = 86400.0  # ... a purchase
+    max_impressions: int = 1_000_000  # impressions remembered for attribution, oldest first out
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variants]
+        if not names or len(set(names)) != len(names) or not all(names):
+            raise ValueError("recommend.experiments.variants: at least one, names unique")
+        if min(v.weight for v in self.variants) <= 0:
+            raise ValueError("recommend.experiments.variants: every weight must be positive")
+        if self.click_window_s <= 0 or self.purchase_window_s <= 0 or self.max_impressions < 1:
+            raise ValueError("recommend.experiments: windows positive, max_impressions >= 1")
+
+
+class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``/v1/recommend``: routing, blending, post-processing, precomputed lists."""
+
+    serve: bool = True
+    max_k: int = 100
+    default_k: int = 20
+    candidates: int = 100  # candidates each route brings before blending and filtering
+    # how much each route counts where several apply (reciprocal-rank blending)
+    blend_weights: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"browsing": 1.0, "personal": 0.8, "generic": 0.3}
+    )
+    co_engagement_weight: float = 0.5  # browsing: co-engagement vs content similarity
+    diversity: float = 0.2  # MMR trade-off: 0 = relevance only, 1 = diversity only
+    session_items: int = 5  # most recent session items that seed "browsing now"
+    exclude_bought_s: float = 30 * 86400.0  # never recommend what was bought this recently
+    precompute_memory_mb: int = 64  # budget for precomputed per-user and per-segment lists
+    max_filter_categories: int = 32
+    cf: CollaborativeConfig = msgspec.field(default_factory=CollaborativeConfig)
+    experiments: ExperimentsConfig = msgspec.field(default_factory=ExperimentsConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("max_k", "default_k", "candidates", "session_items", "max_filter_categories"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"recommend.{name} must be at least 1")
+        if self.default_k > self.max_k:
+            raise ValueError("recommend.default_k must not exceed recommend.max_k")
+        routes = {"browsing", "personal", "generic"}
+        if set(self.blend_weights) != routes or min(self.blend_weights.values()) < 0:
+            raise ValueError(f"recommend.blend_weights: a weight >= 0 for each of {sorted(routes)}")
+        if not 0 <= self.diversity <= 1 or not 0 <= self.co_engagement_weight <= 1:
+            raise ValueError("recommend.diversity and co_engagement_weight lie in [0, 1]")
+        if self.exclude_bought_s < 0 or self.precompute_memory_mb < 0:
+            raise ValueError("recommend.exclude_bought_s and precompute_memory_mb must be >= 0")
+
+
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Structured logs."""
 
@@ -259,6 +360,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     bots: BotConfig = msgspec.field(default_factory=BotConfig)
     embeddings: EmbeddingsConfig = msgspec.field(default_factory=EmbeddingsConfig)
+    recommend: RecommendConfig = msgspec.field(default_factory=RecommendConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
     @property
