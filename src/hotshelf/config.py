@@ -246,13 +246,20 @@ class EmbeddingsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
             raise ValueError("embeddings.description_chars and exact_max_items must be >= 0")
 
 
+# The L2 penalty per algorithm when none is set. ALS: strong, since most shoppers have few
+# events (chosen on the simulator and MovieLens, see docs/BENCHMARKS.md); BPR:
+# implicit's own default, its updates are per sampled triple, on another scale.
+REGULARIZATION = {"als": 5.0, "bpr": 0.01}
+
+
 class CollaborativeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Collaborative filtering on implicit feedback: ``hotshelf train``, ``implicit``."""
 
     algorithm: Literal["als", "bpr"] = "als"
-    factors: int = 64
+    factors: int = 32
     iterations: int = 15
-    regularization: float = 0.01
+    # L2 penalty; unset = the algorithm's own default (REGULARIZATION): the two scales differ
+    regularization: float | None = None
     learning_rate: float = 0.01  # bpr only
     alpha: float = 1.0  # confidence = 1 + alpha * weight (als)
     # confidence weight of each event type; types not named here are not feedback
@@ -268,7 +275,7 @@ class CollaborativeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
         for name in ("factors", "iterations", "min_user_events", "max_fold_in_items"):
             if getattr(self, name) < 1:
                 raise ValueError(f"recommend.cf.{name} must be at least 1")
-        if self.regularization < 0 or self.learning_rate <= 0 or self.alpha <= 0:
+        if self.l2 < 0 or self.learning_rate <= 0 or self.alpha <= 0:
             raise ValueError("recommend.cf: regularization >= 0, learning_rate and alpha > 0")
         known = {"view", "click", "add_to_cart", "purchase"}
         weights = self.event_weights
@@ -276,6 +283,13 @@ class CollaborativeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
             raise ValueError(f"recommend.cf.event_weights: keys among {sorted(known)}, w > 0")
         if self.retrain_s < 0:
             raise ValueError("recommend.cf.retrain_s must not be negative")
+
+    @property
+    def l2(self) -> float:
+        """The L2 penalty training uses: ``regularization``, else the algorithm's default."""
+        if self.regularization is not None:
+            return self.regularization
+        return REGULARIZATION[self.algorithm]
 
 
 class VariantConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -296,7 +310,8 @@ class ExperimentsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     )
     click_window_s: float = 1800.0  # a click this soon after an impression is attributed
     purchase_window_s: float = 86400.0  # ... a purchase
-    max_impressions: int = 1_000_000  # impressions remembered for attribution, oldest first out
+    # impressions remembered for attribution, oldest first out (~0.8 KiB each at k=20)
+    max_impressions: int = 200_000
 
     def __post_init__(self) -> None:
         names = [v.name for v in self.variants]
@@ -317,10 +332,16 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     candidates: int = 100  # candidates each route brings before blending and filtering
     # how much each route counts where several apply (reciprocal-rank blending)
     blend_weights: dict[str, float] = msgspec.field(
-        default_factory=lambda: {"browsing": 1.0, "personal": 0.8, "generic": 0.3}
+        default_factory=lambda: {"browsing": 1.0, "personal": 1.0, "generic": 0.7}
     )
     co_engagement_weight: float = 0.5  # browsing: co-engagement vs content similarity
-    diversity: float = 0.2  # MMR trade-off: 0 = relevance only, 1 = diversity only
+    trending_weight: float = 0.5  # generic: trending against popular's 1
+    history_weight: float = (
+        0.5  # personal: items co-viewed with the visitor's own history vs CF's 1
+    )
+    # MMR trade-off: 0 = relevance only (off: it costs offline recall, see BENCHMARKS.md),
+    # 1 = diversity only; an experiment arm can turn it on for a share of visitors
+    diversity: float = 0.0
     session_items: int = 5  # most recent session items that seed "browsing now"
     exclude_bought_s: float = 30 * 86400.0  # never recommend what was bought this recently
     precompute_memory_mb: int = 64  # budget for precomputed per-user and per-segment lists
@@ -337,6 +358,8 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         routes = {"browsing", "personal", "generic"}
         if set(self.blend_weights) != routes or min(self.blend_weights.values()) < 0:
             raise ValueError(f"recommend.blend_weights: a weight >= 0 for each of {sorted(routes)}")
+        if self.trending_weight < 0 or self.history_weight < 0:
+            raise ValueError("recommend.trending_weight and history_weight must be >= 0")
         if not 0 <= self.diversity <= 1 or not 0 <= self.co_engagement_weight <= 1:
             raise ValueError("recommend.diversity and co_engagement_weight lie in [0, 1]")
         if self.exclude_bought_s < 0 or self.precompute_memory_mb < 0:

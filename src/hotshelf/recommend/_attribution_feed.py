@@ -1,0 +1,210 @@
+"""``AttributionFeed``: the events log, tailed into ``Attribution`` by a daemon thread.
+
+Attribution keeps no state on disk: at every start the feed reads the events log from
+its first kept offset, so the numbers are rebuilt by replay (they cover what retention
+keeps) and every event is seen however it arrived: HTTP ingest, another process writing
+the Redis stream, or ``hotshelf ingest`` into the batch lane's ``events.batch``.
+
+The two topics are merged in causal order, not by arrival at this thread: before a
+chunk of the batch log is applied, the events log is applied up to the end it had
+*after* that chunk was read. An impression logged before an imported click was appended
+is then always applied before the click, live and on replay alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from hotshelf.errors import CorruptLogError, OffsetOutOfRangeError
+from hotshelf.events import StoredEvent, decode_stored_event
+from hotshelf.monitoring import get_logger
+from hotshelf.recommend._online_metrics import OnlineMetrics, OnlineMetricsCollector
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from hotshelf.log import EventLog, LogRecord
+    from hotshelf.recommend._attribution import Attribution
+
+__all__ = ["AttributionFeed", "EventHook"]
+
+# Called with (topic, offset, event) for every event the feed applies, in feed order.
+EventHook = Callable[[str, int, StoredEvent], None]
+
+_logger = get_logger("hotshelf.recommend")
+
+
+class _Cursor:
+    """Where the feed is in one log."""
+
+    __slots__ = ("log", "next", "topic")
+
+    def __init__(self, log: EventLog, topic: str) -> None:
+        self.log = log
+        self.topic = topic
+        self.next = 0
+
+    def lag(self) -> int:
+        return max(0, self.log.end_offset - max(self.next, self.log.start_offset))
+
+
+class AttributionFeed:
+    """Applies the events log (and the batch lane's, when given) to ``attribution``.
+
+    ``start`` runs it in a daemon thread that sleeps ``idle_s`` whenever it is caught up;
+    ``catch_up`` does one synchronous pass; ``close`` stops and joins the thread (the
+    logs stay open: their owner closes them, after this). ``on_event`` sees every event
+    too, with its topic and offset (the recommender drops the lists it changes).
+    """
+
+    def __init__(
+        self,
+        events_log: EventLog,
+        attribution: Attribution,
+        *,
+        batch_log: EventLog | None = None,
+        batch_size: int = 1000,
+        idle_s: float = 0.05,
+        registry: CollectorRegistry | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.attribution = attribution
+        self._on_event = on_event
+        self._events = _Cursor(events_log, "events")
+        self._batch = None if batch_log is None else _Cursor(batch_log, "events.batch")
+        self._batch_size = batch_size
+        self._idle_s = idle_s
+        self._lock = threading.Lock()  # one pass at a time: the thread's or catch_up's
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.skipped = 0  # records that did not decode as events
+        self.failure: str | None = None  # the last pass's error, None once one succeeds
+        if registry is not None:
+            OnlineMetricsCollector(attribution.snapshot, lambda: self.lag).register(registry)
+
+    @property
+    def lag(self) -> int:
+        """Records the logs hold that are not applied yet."""
+        cursors = [self._events] if self._batch is None else [self._events, self._batch]
+        return sum(cursor.lag() for cursor in cursors)
+
+    def snapshot(self) -> OnlineMetrics:
+        """The attribution's numbers, with how many records they do not reflect yet."""
+        lag = self.lag
+        return msgspec.structs.replace(self.attribution.snapshot(), lag_records=lag)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Follow the logs in a daemon thread, from their first kept offsets."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._follow, name="hotshelf-attribution", daemon=True
+        )
+        self._thread.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the thread after its current chunk and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def __enter__(self) -> AttributionFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                applied = self.catch_up()
+            except Exception as exc:  # a closed or unreachable log: retry, say why once
+                reason = f"{type(exc).__name__}: {exc}"
+                if reason != self.failure:
+                    _logger.exception("attribution.feed_failed")
+                self.failure = reason
+                applied = 0
+            else:
+                self.failure = None
+            if not applied:
+                self._stop.wait(self._idle_s)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply what the logs hold now; returns how many records were read."""
+        with self._lock:
+            if self._batch is None:
+                return self._drain(self._events, self._events.log.end_offset)
+            chunk = self._read(self._batch)
+            read = self._drain(self._events, self._events.log.end_offset)
+            self._apply(chunk, self._batch.topic)
+            return read + len(chunk)
+
+    def _drain(self, cursor: _Cursor, end: int) -> int:
+        """Apply ``cursor``'s log up to ``end``, a chunk at a time, until stopped."""
+        read = 0
+        while cursor.next < end and not self._stop.is_set():
+            records = self._read(cursor, end - cursor.next)
+            if not records:
+                break
+            self._apply(records, cursor.topic)
+            read += len(records)
+        return read
+
+    def _read(self, cursor: _Cursor, limit: int | None = None) -> list[LogRecord]:
+        """The next chunk of ``cursor``'s log, past retention and damage; moves it on."""
+        log = cursor.log
+        count = self._batch_size if limit is None else min(limit, self._batch_size)
+        while True:
+            if cursor.next < log.start_offset:
+                _logger.warning("attribution.records_gone", topic=cursor.topic,
+                                lost=log.start_offset - cursor.next)  # fmt: skip
+                cursor.next = log.start_offset
+            try:
+                records = log.read(cursor.next, count)
+            except OffsetOutOfRangeError:
+                if cursor.next >= log.start_offset:
+                    raise  # not retention moving the start while we read
+                continue
+            except CorruptLogError as exc:
+                count = self._around_damage(cursor, exc, count)
+                continue
+            if records:
+                cursor.next = records[-1].offset + 1
+            return records
+
+    def _around_damage(self, cursor: _Cursor, exc: CorruptLogError, count: int) -> int:
+        """The count to read next: the good records before the damage, or (the damage
+        first) none, once the cursor has moved past it. Raises when that cannot be done."""
+        if exc.first > cursor.next and exc.first - cursor.next < count:
+            return exc.first - cursor.next
+        if exc.first != cursor.next or exc.last is None:
+            raise exc  # its extent is unknown: the next pass tries again
+        _logger.error("attribution.records_damaged", topic=cursor.topic,
+                      first=exc.first, last=exc.last)  # fmt: skip
+        cursor.next = exc.last + 1
+        return count
+
+    def _apply(self, records: list[LogRecord], topic: str) -> None:
+        events: list[StoredEvent] = []
+        hook = self._on_event
+        for record in records:
+            try:
+                event = decode_stored_event(record.value)
+            except msgspec.DecodeError as exc:
+                # a writer's bug; skipping is deterministic, so a replay skips it too
+                self.skipped += 1
+                _logger.error("attribution.bad_record", offset=record.offset, error=str(exc))
+                continue
+            events.append(event)
+            if hook is not None:
+                hook(topic, record.offset, event)
+        self.attribution.apply_many(events)

@@ -1,0 +1,162 @@
+"""Precomputed candidate lists within a memory budget, invalidated by events.
+
+Two kinds of list are kept: per visitor (their collaborative-filtering candidates,
+under the model version that made them) and per segment (generic candidates for a
+location x device). Neither has a TTL. A visitor's list is dropped when an event of
+that visitor is seen (``invalidate_visitor``) or the model changes; a segment's list
+remembers the stream offsets of the state it was built from and the segment it came
+from (itself, or a roll-up when the segment alone had too few items), and is stale
+once an event of that segment at or past those offsets has been seen
+(``note_event``). So a list is never older than the events that could change it.
+
+The budget counts each entry's ids and scores (``ENTRY_OVERHEAD`` plus per item);
+the least recently used entries go first. A miss costs one list computation, the
+same work the precomputation does, so a cold cache changes latency by a bounded
+amount and never the answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+
+import msgspec
+
+from hotshelf.recommend._blend import Candidate
+
+__all__ = ["CacheStats", "ListCache"]
+
+# Bytes per cached entry and per candidate in it (ids ~40 B, the struct, the key).
+ENTRY_OVERHEAD = 400
+CANDIDATE_BYTES = 120
+
+
+class CacheStats(msgspec.Struct):
+    """Counters of one cache."""
+
+    entries: int
+    bytes: int
+    budget_bytes: int
+    hits: int
+    misses: int
+    invalidations: int
+    evictions: int
+
+
+Segment = tuple[str | None, str | None]
+
+
+class _Entry(msgspec.Struct):
+    candidates: list[Candidate]
+    version: str  # visitors: the model version that made the list
+    built_at: dict[str, int]  # segments: per topic, the next offset its state reflected
+    segment: Segment  # segments: the (possibly wider) segment the list came from
+    size: int
+
+
+class ListCache:
+    """LRU lists under ``budget_bytes``; thread-safe."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._seen: dict[tuple[str, Segment], int] = {}  # (topic, segment) -> last offset
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._hits = self._misses = self._invalidations = self._evictions = 0
+
+    def visitor_list(self, visitor: str, version: str) -> list[Candidate] | None:
+        """The visitor's list made by model ``version``, or None (a miss)."""
+        return self._get(("v", visitor), lambda entry: entry.version != version)
+
+    def segment_list(self, location: str | None, device: str | None) -> list[Candidate] | None:
+        """The segment's generic list, or None (a miss) when absent or stale."""
+        return self._get(("s", location, device), self._segment_stale)
+
+    def put_visitor(self, visitor: str, version: str, candidates: Sequence[Candidate]) -> None:
+        self._put(("v", visitor), candidates, version=version)
+
+    def put_segment(
+        self,
+        location: str | None,
+        device: str | None,
+        candidates: Sequence[Candidate],
+        *,
+        built_at: dict[str, int],
+        source: Segment,
+    ) -> None:
+        """Keep a segment's list built from state reflecting offsets below ``built_at``,
+        taken from segment ``source`` (itself or a wider one)."""
+        self._put(("s", location, device), candidates, built_at=built_at, segment=source)
+
+    def invalidate_visitor(self, visitor: str) -> None:
+        """Drop the list kept for ``visitor``."""
+        with self._lock:
+            if ("v", visitor) in self._entries:
+                self._drop(("v", visitor))
+                self._invalidations += 1
+
+    def note_event(self, topic: str, offset: int, location: str | None, device: str | None) -> None:
+        """An event at ``offset`` of ``topic`` touched the segment and its roll-ups."""
+        with self._lock:
+            for segment in ((location, device), (location, None), (None, device), (None, None)):
+                key = (topic, segment)
+                if self._seen.get(key, -1) < offset:
+                    self._seen[key] = offset
+
+    def _get(self, key: Hashable, stale: Callable[[_Entry], bool]) -> list[Candidate] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or stale(entry):
+                if entry is not None:
+                    self._drop(key)
+                    self._invalidations += 1
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return entry.candidates
+
+    def _put(
+        self,
+        key: Hashable,
+        candidates: Sequence[Candidate],
+        *,
+        version: str = "",
+        built_at: dict[str, int] | None = None,
+        segment: Segment = (None, None),
+    ) -> None:
+        size = ENTRY_OVERHEAD + CANDIDATE_BYTES * len(candidates)
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)  # even when the new list is not kept: the old one is stale
+            if size > self.budget_bytes:
+                return
+            entry = _Entry(list(candidates), version, built_at or {}, segment, size)
+            self._entries[key] = entry
+            self._bytes += size
+            while self._bytes > self.budget_bytes:
+                self._drop(next(iter(self._entries)))
+                self._evictions += 1
+
+    def _segment_stale(self, entry: _Entry) -> bool:
+        return any(
+            self._seen.get((topic, entry.segment), -1) >= offset
+            for topic, offset in entry.built_at.items()
+        )
+
+    def _drop(self, key: Hashable) -> None:
+        self._bytes -= self._entries.pop(key).size
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                entries=len(self._entries),
+                bytes=self._bytes,
+                budget_bytes=self.budget_bytes,
+                hits=self._hits,
+                misses=self._misses,
+                invalidations=self._invalidations,
+                evictions=self._evictions,
+            )

@@ -1,0 +1,333 @@
+"""``Recommender``: one request's context in, a routed, blended, filtered list out.
+
+1. Validate: ``k`` within ``recommend.max_k``, satisfiable filters, a known current
+   item, a known variant; the visitor's experiment arm sets the route weights.
+2. Gather, under one short read of the stream state: the visitor's and the session's
+   history (the seeds of "browsing now", what was bought), the segment's generic list
+   and the seeds' co-viewed items. Outside it: content-similar items from the
+   embeddings, and the visitor's collaborative list (or one folded in from their
+   recent items when the model has not seen them).
+3. Blend the routes that apply (``_blend``); generic always applies, as the backfill.
+4. Keep only what may be shown (``Eligibility``), then diversify (MMR).
+
+The per-visitor and per-segment lists come from ``ListCache`` when it has them and
+are computed (and kept) when it does not; the computation is the same bounded work
+either way. ``observe`` is fed every event of the log (and ``note_purchases`` the
+ones this process just ingested), so caches and exclusions follow the events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import numpy as np
+
+from hotshelf.config import RecommendConfig
+from hotshelf.errors import FieldProblem, NotFoundError, ValidationError
+from hotshelf.events import EventType, Item, StoredEvent
+from hotshelf.recommend._blend import Blended, Candidate, blend, fuse
+from hotshelf.recommend._cache import ListCache
+from hotshelf.recommend._context import (
+    Recommendation,
+    Recommendations,
+    RecommendRequest,
+    Route,
+)
+from hotshelf.recommend._experiments import VariantAssigner, new_impression_id
+from hotshelf.recommend._interactions import visitor_key
+from hotshelf.recommend._postprocess import Eligibility, check_filters, diversify
+from hotshelf.recommend._sources import (
+    co_viewed,
+    content_similar,
+    generic_candidates,
+)
+
+if TYPE_CHECKING:
+    from hotshelf.embeddings import EmbeddingService
+    from hotshelf.recommend._collaborative import CollaborativeModel
+    from hotshelf.stream import StateQueries
+
+__all__ = ["CatalogLike", "Recommender", "StreamLike"]
+
+# Confidence of each history list when folding in a visitor the model has not seen.
+_FOLD_WEIGHTS = {"viewed": 1.0, "carted": 4.0, "bought": 8.0}
+# Visitors whose fresh purchases are remembered beyond the stream state's histories.
+_MAX_FRESH_VISITORS = 100_000
+
+
+class CatalogLike(Protocol):
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]: ...
+
+    def __contains__(self, item_id: object) -> bool: ...
+
+
+class StreamLike(Protocol):
+    """Where stream state is read: ``StreamProcessor`` (with offsets) or ``RemoteState``."""
+
+    def reading(self) -> AbstractContextManager[Any]: ...
+
+
+class _Settings:
+    """The request's arm's router settings: the config, with the arm's overrides."""
+
+    def __init__(self, config: RecommendConfig, overrides: Mapping[str, Any]) -> None:
+        self.blend_weights: dict[str, float] = {
+            **config.blend_weights, **overrides.get("blend_weights", {})
+        }  # fmt: skip
+        self.diversity = float(overrides.get("diversity", config.diversity))
+        self.candidates = int(overrides.get("candidates", config.candidates))
+
+
+class Recommender:
+    """Answers ``/v1/recommend``; thread-safe (lists and exclusions under locks)."""
+
+    def __init__(
+        self,
+        config: RecommendConfig,
+        catalog: CatalogLike,
+        *,
+        stream: StreamLike | None,
+        embeddings: EmbeddingService | None,
+        offsets: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.stream = stream
+        self.embeddings = embeddings
+        self._offsets = offsets  # the stream state's next offsets, read under its lock
+        self.assigner = VariantAssigner(config.experiments)
+        self.cache = ListCache(config.precompute_memory_mb * 1024 * 1024)
+        self.model: CollaborativeModel | None = None
+        self._fresh: OrderedDict[str, dict[str, int]] = OrderedDict()  # visitor -> bought
+        self._fresh_lock = threading.Lock()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def set_model(self, model: CollaborativeModel | None) -> None:
+        """Serve ``model`` from now on (lists made by the old one become misses)."""
+        self.model = model
+
+    def observe(self, topic: str, offset: int, event: StoredEvent) -> None:
+        """One event of the log: drop lists it changes, remember what it bought."""
+        if event.type is EventType.IMPRESSION:
+            return
+        self.cache.note_event(topic, offset, event.location, event.device)
+        visitor = visitor_key(event.user_id, event.cookie_id)
+        if visitor is not None:
+            self.cache.invalidate_visitor(visitor)
+        self.note_purchases([event])
+
+    def note_purchases(self, events: Iterable[StoredEvent]) -> None:
+        """Remember purchases at once, so the very next request excludes them even
+        before the stream state has applied them."""
+        for event in events:
+            if event.type is not EventType.PURCHASE:
+                continue
+            items = event.item_ids or ([event.item_id] if event.item_id else [])
+            for key in {event.user_id, event.cookie_id, event.session_id} - {None}:
+                self._remember(f"{key}", items, event.ts_ms)
+
+    def _remember(self, key: str, items: list[str], ts_ms: int) -> None:
+        with self._fresh_lock:
+            bought = self._fresh.setdefault(key, {})
+            self._fresh.move_to_end(key)
+            for item in items:
+                bought[item] = max(bought.get(item, 0), ts_ms)
+            while len(self._fresh) > _MAX_FRESH_VISITORS:
+                self._fresh.popitem(last=False)
+
+    def _freshly_bought(self, keys: Iterable[str | None], now_ms: int) -> set[str]:
+        since = now_ms - int(self.config.exclude_bought_s * 1000)
+        with self._fresh_lock:
+            return {
+                item
+                for key in keys
+                if key is not None
+                for item, ts in self._fresh.get(key, {}).items()
+                if ts >= since
+            }
+
+    # -- requests -------------------------------------------------------------------------
+
+    def recommend(self, request: RecommendRequest, now_ms: int | None = None) -> Recommendations:
+        """The list for ``request``; raises ``ValidationError`` / ``NotFoundError`` for bad
+        input, never for a missing model, stream or embedding service (routes that
+        need one are skipped)."""
+        k = self._check(request)
+        variant = self.assigner.select(request)
+        settings = _Settings(self.config, variant.overrides)
+        now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        gathered = self._gather(request, settings.candidates)
+        excluded = gathered.bought | self._freshly_bought(
+            (request.user_id, request.cookie_id, request.session_id), now
+        )
+        if request.current_item_id is not None:
+            excluded.add(request.current_item_id)
+        routes = self._routes(request, gathered, settings.candidates, excluded)
+        blended = blend(routes, settings.blend_weights)
+        chosen = self._post(request, blended, k, settings.diversity, excluded)
+        model = self.model
+        return Recommendations(
+            impression_id=new_impression_id(),
+            items=[self._explained(b, chosen.items, request) for b in chosen.order],
+            routes=[route for route in Route if route in routes],
+            variant=variant.name,
+            model_version=model.version if model is not None else None,
+        )
+
+    def _check(self, request: RecommendRequest) -> int:
+        k = request.k if request.k is not None else self.config.default_k
+        if k > self.config.max_k:
+            problem = FieldProblem("$.k", f"at most {self.config.max_k}")
+            raise ValidationError("invalid recommendation request", [problem])
+        check_filters(request.filters, self.config.max_filter_categories)
+        current = request.current_item_id
+        if current is not None and current not in self.catalog:
+            raise NotFoundError(f"current_item_id {current!r} is not in the catalog")
+        return k
+
+    # -- gathering ------------------------------------------------------------------------
+
+    def _gather(self, request: RecommendRequest, n: int) -> _Gathered:
+        current = [request.current_item_id] if request.current_item_id is not None else []
+        if self.stream is None:
+            return _Gathered(current, set(), {}, [], [], [])
+        limit = self.config.session_items
+        with self.stream.reading() as reader:
+            user = reader.history(user_id=request.user_id) if request.user_id else None
+            session = reader.history(session_id=request.session_id) if request.session_id else None
+            viewed = session.viewed if session is not None else []
+            seeds = list(dict.fromkeys([*current, *viewed]))[:limit]
+            generic = self._generic(reader, request, n)
+            co = co_viewed(reader, seeds, n) if seeds else []
+            own_seeds = user.viewed[:limit] if user is not None else []
+            own = co_viewed(reader, own_seeds, n) if own_seeds else []
+        bought: set[str] = set()
+        recent: dict[str, float] = {}
+        for history in (user, session):
+            if history is None:
+                continue
+            bought.update(history.bought)
+            for name, weight in _FOLD_WEIGHTS.items():
+                for item in getattr(history, name):
+                    recent[item] = max(recent.get(item, 0.0), weight)
+        return _Gathered(seeds, bought, recent, generic, co, own)
+
+    def _generic(self, reader: StateQueries, request: RecommendRequest, n: int) -> list[Candidate]:
+        location, device = request.location, request.device
+        cached = self.cache.segment_list(location, device)
+        if cached is not None:
+            return cached
+        built_at = self._offsets() if self._offsets is not None else None
+        found, source = generic_candidates(reader, location, device, n)
+        if built_at is not None:  # no offsets (partitions' snapshots): never kept
+            self.cache.put_segment(location, device, found, built_at=built_at, source=source)
+        return found
+
+    def _personal(self, visitor: str, recent: Mapping[str, float], n: int) -> list[Candidate]:
+        model = self.model
+        if model is None:
+            return []
+        cached = self.cache.visitor_list(visitor, model.version)
+        if cached is not None:
+            return cached
+        if visitor in model:
+            found = model.recommend(visitor, n)
+        elif recent:
+            found = model.recommend_for_items(recent, n)
+        else:
+            return []
+        candidates = [Candidate(item, score, "cf") for item, score in found]
+        self.cache.put_visitor(visitor, model.version, candidates)
+        return candidates
+
+    def _routes(
+        self, request: RecommendRequest, gathered: _Gathered, n: int, excluded: set[str]
+    ) -> dict[Route, list[Candidate]]:
+        routes: dict[Route, list[Candidate]] = {}
+        if gathered.seeds:
+            content: list[Candidate] = []
+            if self.embeddings is not None and self.embeddings.store is not None:
+                content = content_similar(self.embeddings, gathered.seeds, n, set(gathered.seeds))
+            weight = self.config.co_engagement_weight
+            browsing = fuse([(weight, gathered.co_viewed), (1.0 - weight, content)])[:n]
+            if browsing:
+                routes[Route.BROWSING] = browsing
+        visitor = visitor_key(request.user_id, request.cookie_id) or request.cookie_id
+        collaborative = self._personal(visitor, gathered.recent, n)
+        own = gathered.own_co_viewed
+        personal = fuse([(1.0, collaborative), (self.config.history_weight, own)])[:n]
+        if personal:
+            routes[Route.PERSONAL] = personal
+        if gathered.generic:
+            routes[Route.GENERIC] = gathered.generic
+        return routes
+
+    # -- post-processing ------------------------------------------------------------------
+
+    def _post(
+        self,
+        request: RecommendRequest,
+        blended: Sequence[Blended],
+        k: int,
+        diversity: float,
+        excluded: set[str],
+    ) -> _Chosen:
+        eligibility = Eligibility(request.filters, excluded)
+        seeds = {b.because for b in blended if b.because is not None}
+        items = self.catalog.get_many([*(b.item_id for b in blended), *seeds])
+        pool = [b for b in blended if eligibility.allows(items.get(b.item_id))]
+        pool = pool[: max(2 * k, k + 10)]
+        vectors = None
+        if diversity > 0 and pool and self.embeddings is not None and self.embeddings.store:
+            vectors = np.asarray(self.embeddings.lookup([b.item_id for b in pool]).vectors)
+        groups = [_top_category(items[b.item_id]) for b in pool]
+        order = diversify(pool, k, diversity, vectors=vectors, groups=groups)
+        return _Chosen(order, items)
+
+    def _explained(
+        self, chosen: Blended, items: Mapping[str, Item], request: RecommendRequest
+    ) -> Recommendation:
+        return Recommendation(
+            item_id=chosen.item_id,
+            score=round(chosen.score, 6),
+            route=chosen.route,
+            reason=_reason(chosen, items, request),
+        )
+
+
+class _Gathered(NamedTuple):
+    """What one read of the stream state gave a request."""
+
+    seeds: list[str]  # "browsing now": the current item, then the session's views
+    bought: set[str]
+    recent: dict[str, float]  # the visitor's and session's items, to fold into CF
+    generic: list[Candidate]
+    co_viewed: list[Candidate]  # ... with the seeds
+    own_co_viewed: list[Candidate]  # ... with the user's own recent views
+
+
+class _Chosen(NamedTuple):
+    order: list[Blended]
+    items: dict[str, Item]  # the catalog entries of every candidate and seed
+
+
+def _top_category(item: Item) -> str | None:
+    return item.category[0] if item.category else None
+
+
+def _reason(chosen: Blended, items: Mapping[str, Item], request: RecommendRequest) -> str:
+    """Why the shopper sees the item, in words."""
+    if chosen.kind == "cf":
+        return "customers like you bought"
+    if chosen.because is not None:  # co-viewed with, or similar to, an item they viewed
+        seed = items.get(chosen.because)
+        return f"because you viewed {seed.title}" if seed is not None else "similar to this"
+    where = "near you" if request.location else f"on {request.device}" if request.device else ""
+    what = "trending" if chosen.kind == "trending" else "popular"
+    return f"{what} {where or 'right now'}"
