@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -19,13 +20,20 @@ def _demo(data: Path, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def _records(out: str, topic: str) -> int:
+    found = re.search(rf"log {topic}: ([\d,]+) records", out)
+    assert found is not None, out
+    return int(found[1].replace(",", ""))
+
+
 def test_demo_runs_the_loop_and_verifies_the_log(tmp_path: Path) -> None:
     code, out = _demo(tmp_path / "demo")
     assert code == 0, out
     assert "ingested 2,000 events durably" in out
     assert '"duplicates": 1' in out  # the retried event was acknowledged, not stored again
     assert "validation_error" in out
-    assert "log events: 2,001 records" in out
+    # 2,000 events, the retried one, one impression per recommendation shown, the click
+    assert _records(out, "events") >= 2_001 + 4 + 1
     assert "log catalog: 200 records" in out
     assert "GET /v1/trending?k=5" in out
     assert "GET /v1/bots?limit=3" in out
@@ -33,10 +41,16 @@ def test_demo_runs_the_loop_and_verifies_the_log(tmp_path: Path) -> None:
     assert "/similar?k=5" in out
     assert "stream state rebuilt from offset 0" in out
     assert "byte-identical" in out  # the replay equals what the server kept live
+    for shopper in ("a new visitor", "a returning buyer", "browsing now", "routes blended"):
+        assert shopper in out
+    assert "is serving" in out  # the collaborative model the server trained on the log
+    for reason in ("trending near you", "customers like you bought", "because you viewed"):
+        assert reason in out
+    assert '"clicked_impressions": 1' in out  # the demo's click, attributed
     # a second run starts from scratch in its own directory
     code, out = _demo(tmp_path / "demo")
     assert code == 0, out
-    assert "log events: 2,001 records" in out
+    assert _records(out, "events") >= 2_006
 
 
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:

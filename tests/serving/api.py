@@ -26,10 +26,11 @@ JSON = {"content-type": "application/json"}
 
 
 def make_config(data_dir: Path, *overrides: str) -> Config:
-    """Settings for a test server; embeddings are off unless a test turns them on (the
-    encoder would spend the tests' CPU embedding catalogs nobody searches)."""
+    """Settings for a test server; embeddings and recommendations are off unless a test
+    turns them on (the encoder would spend the tests' CPU embedding catalogs nobody
+    searches)."""
     sets = [f"data_dir={json.dumps(str(data_dir))}", "log.fsync=false", "embeddings.serve=false",
-            *overrides]  # fmt: skip
+            "recommend.serve=false", *overrides]  # fmt: skip
     return load_config(overrides=sets, environ={})
 
 

@@ -186,7 +186,8 @@ def test_healthz_and_readyz(api: Api) -> None:
     body = ready.json()
     assert body["ready"] is True
     assert body["checks"] == {
-        "events_log": "ok", "catalog": "ok", "stream": "ok", "embeddings": "off"
+        "events_log": "ok", "catalog": "ok", "stream": "ok", "embeddings": "off",
+        "recommend": "off",
     }
     assert {"events", "catalog"} <= set(body["stream_lag"])  # and the batch lane's topics
     assert not any(body["stream_lag"].values())

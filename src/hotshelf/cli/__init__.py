@@ -7,6 +7,7 @@ them here is what puts them on the command line.
 from hotshelf.cli import (  # noqa: F401  importing registers the commands
     _demo,
     _embed,
+    _evaluate,
     _finetune,
     _ingest,
     _items,
@@ -14,6 +15,7 @@ from hotshelf.cli import (  # noqa: F401  importing registers the commands
     _serve,
     _simulate,
     _stream_cmds,
+    _train,
 )
 from hotshelf.cli._app import app, main
 

@@ -2,10 +2,11 @@
 
 It starts ``hotshelf serve`` on an embedded log, loads a simulated store's catalog
 and traffic through the HTTP API, shows a few real requests and answers (including
-what a bad request and a retried request get, live trends and bot verdicts, and
-search and similar items from the product embeddings the server computes as the
-catalog arrives), verifies the log, and then keeps serving until Ctrl-C (or
-``--exit-after``).
+what a bad request and a retried request get, live trends and bot verdicts, search
+and similar items from the product embeddings the server computes as the catalog
+arrives, and recommendations for a new visitor, a returning buyer and a browsing
+shopper once the server has trained its collaborative model on the log), verifies
+the log, and then keeps serving until Ctrl-C (or ``--exit-after``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from hotshelf.cli._app import app
+from hotshelf.cli._demo_recommend import Shoppers, recommend_examples
 from hotshelf.cli._options import (
     ConfigOpt,
     SetOpt,
@@ -119,7 +121,9 @@ def _start_server(data_dir: Path, port: int, overrides: list[str]) -> subprocess
     raise UnavailableError("the server did not become ready within 60 s")
 
 
-def _load(client: _Client, sim: StoreSimulator, n_events: int) -> tuple[int, float]:
+def _load(
+    client: _Client, sim: StoreSimulator, n_events: int, shoppers: Shoppers
+) -> tuple[int, float]:
     items = sim.catalog()
     enc = msgspec.json.Encoder()
     with progress_bar(console) as progress:
@@ -132,6 +136,7 @@ def _load(client: _Client, sim: StoreSimulator, n_events: int) -> tuple[int, flo
         task = progress.add_task("events -> POST /v1/events", total=n_events)
         start, sent, lines = time.perf_counter(), 0, []
         for sim_event in sim.events(n_events):
+            shoppers.see(sim_event)
             lines.append(encode_event(sim_event.event))
             if len(lines) == _BATCH:
                 sent += _post_events(client, lines)
@@ -215,10 +220,14 @@ def demo(
         start_ms = now_ms - int(duration_s * 1000)
         sim = StoreSimulator(SimConfig(seed=seed, start_ms=start_ms, n_items=items))
         console.rule("[bold]hotshelf demo")
-        proc = _start_server(data_dir, port, list(overrides or []))
+        # the server retrains its collaborative model from the log every few seconds, so
+        # the model learns the traffic loaded below (a deployment retrains hourly or so)
+        retrain = [] if cfg.recommend.cf.retrain_s else ["recommend.cf.retrain_s=5"]
+        proc = _start_server(data_dir, port, [*retrain, *(overrides or [])])
         client = _Client(port)
+        shoppers = Shoppers()
         try:
-            sent, seconds = _load(client, sim, events)
+            sent, seconds = _load(client, sim, events, shoppers)
             console.print(
                 f"ingested {sent:,} events durably in {seconds:.1f} s "
                 f"({sent / seconds:,.0f} events/s over HTTP, one client)"
@@ -228,6 +237,8 @@ def demo(
             _stream_examples(client, sim, titles)
             if cfg.embeddings.serve:
                 _embedding_examples(client, sim, titles)
+            if cfg.recommend.serve:
+                recommend_examples(client.call, _show, shoppers, titles, console)
             _serve_until(proc, port, cfg.data_path, exit_after)
         finally:
             client.close()
@@ -339,7 +350,7 @@ def _serve_until(
         f"  curl -s 'http://127.0.0.1:{port}/v1/trending?device=mobile&k=10'\n"
         f"  curl -s http://127.0.0.1:{port}/v1/bots\n"
         f"  curl -s -XPOST http://127.0.0.1:{port}/v1/search -H 'content-type: application/json'"
-        f" -d '{{\"query\": \"running shoes\", \"k\": 5}}'\n"
+        f' -d \'{{"query": "running shoes", "k": 5}}\'\n'
         f"  curl -s http://127.0.0.1:{port}/metrics | grep hotshelf_events\n"
         f"  curl -s http://127.0.0.1:{port}/openapi.json\n"
         f"  hotshelf log inspect --data-dir {data} --limit 3\n"

@@ -11,7 +11,7 @@ worker threads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -226,10 +226,20 @@ class EmbeddingService:
             raise NotFoundError(f"not in the catalog: {shown}{more}")
 
     def fetch(self, item_ids: Sequence[str]) -> Fetch:
-        """The items' vectors from the two-tier store (never raises for a store outage)."""
-        _, store, _ = self._ready()
+        """The items' vectors from the two-tier store (never raises for a store outage);
+        ``NotFoundError`` names ids that are not in the catalog."""
         self.check_known(item_ids)
+        return self.lookup(item_ids)
+
+    def lookup(self, item_ids: Sequence[str]) -> Fetch:
+        """Like ``fetch``, but ids without a vector (unknown ones too) are just not found."""
+        _, store, _ = self._ready()
         return store.get_many(item_ids)
+
+    def nearest(self, vector: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[ItemScore]:
+        """The ``k`` catalog items nearest a unit ``vector``."""
+        _, _, index = self._ready()
+        return index.search(vector, k, exclude=exclude)
 
     def encode_query(self, query: str) -> np.ndarray:
         """The query's unit vector; ``ValidationError`` for an empty or oversized one."""
@@ -254,8 +264,7 @@ class EmbeddingService:
 
     def search(self, query: str, k: int, exclude: Sequence[str] = ()) -> list[ItemScore]:
         """The ``k`` catalog items nearest the query text."""
-        _, _, index = self._ready()
-        return index.search(self.encode_query(query), k, exclude=set(exclude))
+        return self.nearest(self.encode_query(query), k, exclude=set(exclude))
 
     def rank(self, query: str, item_ids: Sequence[str]) -> list[RankedScore]:
         """``item_ids`` scored by relevance to ``query``, best first; candidates without a

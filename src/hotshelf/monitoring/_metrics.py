@@ -60,6 +60,11 @@ class Metrics:
             "Events acknowledged but not stored again (event_id seen in the dedup window).",
             registry=reg,
         )
+        self.impressions_unlogged = Counter(
+            "hotshelf_recommend_impressions_unlogged",
+            "Served recommendation lists whose impression event could not be appended.",
+            registry=reg,
+        )
         self.event_requests_rejected = Counter(
             "hotshelf_event_requests_rejected",
             "POST /v1/events requests rejected (nothing appended), by error code.",

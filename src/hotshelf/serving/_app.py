@@ -73,6 +73,8 @@ class HotshelfApp:
             ("/v1/trending", "GET", self._get_trending),
             ("/v1/popular", "GET", self._get_popular),
             ("/v1/bots", "GET", self._get_bots),
+            ("/v1/recommend", "POST", self._post_recommend),
+            ("/v1/metrics/online", "GET", self._get_online_metrics),
             ("/healthz", "GET", self._healthz),
             ("/readyz", "GET", self._readyz),
             ("/metrics", "GET", self._metrics),
@@ -248,6 +250,14 @@ class HotshelfApp:
         body = await request.body(self.config.server.max_body_bytes)
         kind = request.header(b"content-type")
         return json_response(await asyncio.to_thread(self.service.rank, body, kind))
+
+    async def _post_recommend(self, request: Request) -> Response:
+        body = await request.body(self.config.server.max_body_bytes)
+        answer = await self.service.recommend(body, request.header(b"content-type"))
+        return json_response(answer)
+
+    async def _get_online_metrics(self, request: Request) -> Response:
+        return json_response(self.service.online_metrics())
 
     async def _healthz(self, request: Request) -> Response:
         return json_response(Health())

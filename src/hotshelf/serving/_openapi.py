@@ -8,6 +8,7 @@ import msgspec
 
 from hotshelf import __version__
 from hotshelf.events import Event, Item
+from hotshelf.recommend import OnlineMetrics, Recommendations, RecommendRequest
 from hotshelf.serving._embeddings import (
     Embeddings,
     EmbeddingsRequest,
@@ -144,6 +145,29 @@ def _embedding_paths(
     }
 
 
+def _recommend_paths(request: Any, answer: Any, online: Any) -> dict[str, Any]:
+    """Recommendations and the online metrics of what they served."""
+    recommend = _post("postRecommend", "Items for a shopper's context, routed", request, answer)
+    recommend["post"]["description"] = (
+        "A new visitor gets generic picks for their location and device, a known one "
+        "collaborative filtering, a session browsing now items like what it views; several "
+        "apply: blended. Each item says its route and why (`reason`). The list is logged "
+        "as an impression (`impression_id`): send it in a click's "
+        "`properties.impression_id` to attribute the click."
+    )
+    metrics = {
+        "get": {
+            "summary": "CTR and conversion per experiment arm and route, attributed so far",
+            "operationId": "getOnlineMetrics",
+            "responses": {
+                "200": {"description": "The answer", "content": _json(online)},
+                **_errors(503),
+            },
+        }
+    }
+    return {"/v1/recommend": recommend, "/v1/metrics/online": metrics}
+
+
 def openapi_document() -> dict[str, Any]:
     """The API description served at ``/openapi.json``."""
     (event, events, item, items, accepted, items_ok, error, health, ready, *rest), components = (
@@ -151,11 +175,11 @@ def openapi_document() -> dict[str, Any]:
             [Event, list[Event], Item, list[Item], EventsAccepted, ItemsAccepted, ErrorBody,
              Health, Readiness, RankedItems, RelatedItems, Bots, EmbeddingsRequest,
              SearchRequest, RankRequest, Embeddings, SimilarItems, SearchResults,
-             RankedCandidates],
+             RankedCandidates, RecommendRequest, Recommendations, OnlineMetrics],
             ref_template=_REF,
         )
     )  # fmt: skip
-    stream, embedding = rest[:3], rest[3:]
+    stream, embedding, recommend = rest[:3], rest[3:10], rest[10:]
     del error  # referenced through _errors
     paths: dict[str, Any] = {
         "/v1/events": {
@@ -215,6 +239,7 @@ def openapi_document() -> dict[str, Any]:
         },
         **_stream_paths(*stream),
         **_embedding_paths(*embedding),
+        **_recommend_paths(*recommend),
         "/healthz": {
             "get": {
                 "summary": "Liveness: the process answers",

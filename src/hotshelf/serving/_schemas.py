@@ -75,8 +75,9 @@ class Readiness(msgspec.Struct):
     """``ready`` is true once the logs are open, the catalog is caught up and the stream
     processor runs (or is off), and the catalog is embedded (or embeddings are off).
     ``stream_lag``: records per topic not yet in the stream state; ``embeddings_lag``:
-    catalog records not yet embedded. Both catch up in the background, so a lag does
-    not make the service unready."""
+    catalog records not yet embedded; ``attribution_lag``: events not yet attributed.
+    All catch up in the background, so a lag does not make the service unready; nor
+    does a missing collaborative model (``recommend_model`` null: not trained yet)."""
 
     ready: bool
     checks: dict[str, str]
@@ -86,6 +87,8 @@ class Readiness(msgspec.Struct):
     damage: list[Damage] = msgspec.field(default_factory=list)
     stream_lag: dict[str, int] | None = None
     embeddings_lag: int | None = None
+    recommend_model: str | None = None
+    attribution_lag: int | None = None
 
 
 class Segment(msgspec.Struct):

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from hotshelf.catalog import CatalogView
     from hotshelf.embeddings import EmbeddingService
     from hotshelf.log import AppendResult, EventLog
+    from hotshelf.recommend import Recommendations
+    from hotshelf.recommend._online_metrics import OnlineMetrics
     from hotshelf.serving._embeddings import (
         EmbeddingQueries,
         Embeddings,
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
         SearchResults,
         SimilarItems,
     )
+    from hotshelf.serving._recommend import RecommendRunner
     from hotshelf.serving._stream import RemoteReader, StreamRunner
     from hotshelf.stream import StreamProcessor
 
@@ -81,6 +84,8 @@ class Service:
         self.stream: StreamRunner | RemoteReader | None = None
         self.embeddings: EmbeddingService | None = None
         self.embedding_queries: EmbeddingQueries | None = None
+        self.recommend_runner: RecommendRunner | None = None
+        self._impressions: set[asyncio.Future[AppendResult]] = set()  # appends in flight
         self._closing = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -155,6 +160,24 @@ class Service:
             metrics.watch_log("events.batch", self.batch_log.stats)
             metrics.watch_stream(self._live_processor)
             self.stream.start()
+        if cfg.recommend.serve:
+            self._start_recommend(self.catalog, self.events_log)
+
+    def _start_recommend(self, catalog: CatalogView, events_log: EventLog) -> None:
+        """The recommender over the stream state, the embeddings and the saved CF model."""
+        from hotshelf.serving._recommend import RecommendRunner
+
+        runner = RecommendRunner(
+            self.config,
+            catalog,
+            events_log,
+            self.batch_log,
+            stream=self.stream,
+            embeddings=self.embeddings,
+            metrics=self.metrics,
+        )
+        self.recommend_runner = runner
+        runner.start()
 
     def _start_embeddings(self, catalog: CatalogView, catalog_log: EventLog) -> None:
         """Load the encoder, store and index; changed items are encoded in the background."""
@@ -183,6 +206,8 @@ class Service:
         """Stop the stream processor (it writes a last snapshot), then close the logs
         (appends in flight are written first)."""
         self._closing = True
+        if self.recommend_runner is not None:
+            self.recommend_runner.close()
         if self.stream is not None:
             self.stream.close()
         if self.embeddings is not None:
@@ -207,6 +232,8 @@ class Service:
             result = await self._append(log, fresh)
             first, last = result.first_offset, result.last_offset
             self.metrics.events_accepted.inc(len(fresh))
+            if self.recommend_runner is not None:
+                self.recommend_runner.recommender.note_purchases(fresh)
         self.metrics.events_duplicate.inc(duplicates)
         return EventsAccepted(len(fresh), duplicates, first, last)
 
@@ -290,9 +317,7 @@ class Service:
 
     def _embedding_queries(self) -> EmbeddingQueries:
         if not self.config.embeddings.serve:
-            raise UnavailableError(
-                "embeddings are off in this server (embeddings.serve = false)"
-            )
+            raise UnavailableError("embeddings are off in this server (embeddings.serve = false)")
         if self.embedding_queries is None or self._closing:
             raise UnavailableError("the service is starting or stopping")
         return self.embedding_queries
@@ -305,6 +330,44 @@ class Service:
         if not isinstance(runner, StreamRunner) or self._closing or not runner.running:
             return None  # partitions report nothing here: they run in their own processes
         return runner.processor
+
+    # -- recommendations ----------------------------------------------------------------
+
+    async def recommend(self, body: bytes, content_type: str | None) -> Recommendations:
+        """``POST /v1/recommend``: the list, computed off the event loop and logged as an
+        impression (the append is not awaited: the answer does not wait for the disk)."""
+        from hotshelf.recommend._experiments import impression_event
+        from hotshelf.serving._recommend import decode_request
+
+        _require_json(content_type, "recommendation requests")
+        runner = self._recommend_runner()
+        request = decode_request(body)
+        served = await asyncio.to_thread(runner.recommend, request)
+        event = impression_event(request, served)
+        task = asyncio.ensure_future(self._events_log().append_async([encode_stored_event(event)]))
+        self._impressions.add(task)
+        task.add_done_callback(self._impression_logged)
+        return served
+
+    def _impression_logged(self, task: asyncio.Future[AppendResult]) -> None:
+        self._impressions.discard(task)
+        error = "cancelled" if task.cancelled() else task.exception()
+        if error is not None:
+            self.metrics.impressions_unlogged.inc()
+            _logger.error("recommend.impression_not_logged", error=repr(error))
+
+    def online_metrics(self) -> OnlineMetrics:
+        """``GET /v1/metrics/online``: CTR and conversion per variant and route."""
+        return self._recommend_runner().online_metrics()
+
+    def _recommend_runner(self) -> RecommendRunner:
+        if not self.config.recommend.serve:
+            raise UnavailableError(
+                "recommendations are off in this server (recommend.serve = false)"
+            )
+        if self.recommend_runner is None or self._closing:
+            raise UnavailableError("the service is starting or stopping")
+        return self.recommend_runner
 
     # -- health -------------------------------------------------------------------------
 
@@ -331,6 +394,7 @@ class Service:
                 checks["catalog"] = f"failed: {exc}"
         checks["stream"] = self._stream_check(body)
         checks["embeddings"] = self._embeddings_check(body)
+        checks["recommend"] = self._recommend_check(body)
         ready = all(v in ("ok", "off") for v in checks.values())
         return Readiness(ready, checks, dedup_ids=len(self.dedup), damage=self.damage, **body)
 
@@ -361,6 +425,21 @@ class Service:
             return f"failed: {service.failure}"
         body["embeddings_lag"] = service.lag()
         return "ok" if service.caught_up_once else "encoding the catalog"
+
+    def _recommend_check(self, body: dict[str, Any]) -> str:
+        """Ready without a collaborative model (routes that need one are skipped); its
+        version and the attribution feed's lag go into ``body``."""
+        if not self.config.recommend.serve:
+            return "off"
+        runner = self.recommend_runner
+        if runner is None or self._closing:
+            return "not running"
+        model = runner.recommender.model
+        body["recommend_model"] = model.version if model is not None else None
+        body["attribution_lag"] = runner.feed.lag
+        if runner.feed.failure is not None:
+            return f"failed: {runner.feed.failure}"
+        return "ok"
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -29,7 +29,12 @@ from hotshelf.serving._queries import (
     rank_window,
 )
 from hotshelf.serving._schemas import BotCounts, Bots, RankedItems, RelatedItems, Segment
-from hotshelf.stream import BotRecord, ItemScore, StreamProcessor, default_bot_filter_factory
+from hotshelf.stream import (
+    BotRecord,
+    StateQueries,
+    StreamProcessor,
+    default_bot_filter_factory,
+)
 
 if TYPE_CHECKING:
     from hotshelf.config import Config
@@ -43,37 +48,10 @@ STOP_TIMEOUT_S = 120.0
 _REASON = "reason:"
 
 
-class StateReader(Protocol):
-    """What the queries use of the object ``processor.reading()`` yields."""
-
-    @property
-    def now_ms(self) -> int: ...
-
-    def trending(
-        self,
-        location: str | None = ...,
-        device: str | None = ...,
-        category: str | None = ...,
-        window: float | None = ...,
-        k: int = ...,
-    ) -> list[ItemScore]: ...
-
-    def popular(
-        self,
-        location: str | None = ...,
-        device: str | None = ...,
-        category: str | None = ...,
-        window: float | None = ...,
-        k: int = ...,
-    ) -> list[ItemScore]: ...
-
-    def related(self, item_id: str, kind: str = ..., k: int = ...) -> list[ItemScore]: ...
-
-
 class StateSource(Protocol):
     """Where the queries read: ``StreamProcessor`` or ``RemoteState``."""
 
-    def reading(self) -> AbstractContextManager[StateReader]: ...
+    def reading(self) -> AbstractContextManager[StateQueries]: ...
 
     def bot_verdicts(self, limit: int = ...) -> list[BotRecord]: ...
 

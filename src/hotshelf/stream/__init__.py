@@ -24,6 +24,7 @@ from hotshelf.stream._processor import (
     default_bot_filter_factory,
 )
 from hotshelf.stream._state import Counts, ItemScore, StreamState
+from hotshelf.stream._view import StateQueries, StateView
 
 if TYPE_CHECKING:
     from hotshelf.stream._redis_state import RedisSnapshotStore
@@ -41,6 +42,8 @@ __all__ = [
     "Partition",
     "RedisSnapshotStore",
     "RemoteState",
+    "StateQueries",
+    "StateView",
     "StreamProcessor",
     "StreamState",
     "Verdict",

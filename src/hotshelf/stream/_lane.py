@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import msgspec
 import structlog
 
-from hotshelf.events import CatalogOp, StoredEvent, decode_catalog_change
+from hotshelf.events import CatalogOp, EventType, StoredEvent, decode_catalog_change
 from hotshelf.log import LogRecord
 from hotshelf.stream._bot_filter import BotRecord
 from hotshelf.stream._freshness import FreshnessTracker
@@ -35,6 +35,7 @@ _logger = structlog.get_logger("hotshelf.stream")
 LANE_TOPICS = {"rt": "events", "batch": "events.batch"}
 # decode_stored_event's decoder, called directly: one Python call less per event
 _event_decoder = msgspec.msgpack.Decoder(StoredEvent)
+_IMPRESSION = EventType.IMPRESSION
 
 
 class VerdictLike(Protocol):
@@ -124,7 +125,9 @@ class Lane:
                 key = event.user_id or event.cookie_id or event.session_id
                 if (0 if key is None else crc32(key.encode()) % count) != index:
                     continue  # another partition's visitor
-            is_bot = False if check is None else check(event).is_bot
+            # impressions are the server's own record of what it served, not a visitor's
+            # behaviour: the bot filter never judges them
+            is_bot = False if check is None or event.type is _IMPRESSION else check(event).is_bot
             item = event.item_id
             # category_of by position: keyword calls take CPython's slower path
             apply(event, None if item is None else category_of(item), is_bot, category_of)

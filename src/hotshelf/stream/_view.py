@@ -13,12 +13,43 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 from hotshelf.stream._history import History
 from hotshelf.stream._state import Counts, ItemScore, StreamState, ranked
 from hotshelf.stream._trending import ANY, popular_over, trending_over
 
-__all__ = ["StateView"]
+__all__ = ["StateQueries", "StateView"]
+
+
+class StateQueries(Protocol):
+    """The read queries of the stream state: what ``StateView`` answers, and what the
+    read endpoints and the recommender ask (over live, remote or offline state)."""
+
+    @property
+    def now_ms(self) -> int: ...
+
+    def trending(
+        self,
+        location: str | None = ...,
+        device: str | None = ...,
+        category: str | None = ...,
+        window: float | None = ...,
+        k: int = ...,
+    ) -> list[ItemScore]: ...
+
+    def popular(
+        self,
+        location: str | None = ...,
+        device: str | None = ...,
+        category: str | None = ...,
+        window: float | None = ...,
+        k: int = ...,
+    ) -> list[ItemScore]: ...
+
+    def related(self, item_id: str, kind: str = ..., k: int = ...) -> list[ItemScore]: ...
+
+    def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History: ...
 
 
 class StateView:

@@ -1,0 +1,137 @@
+"""``/v1/recommend`` and ``/v1/metrics/online`` in the service.
+
+``RecommendRunner`` puts the pieces of ``hotshelf.recommend`` on the service's state:
+the ``Recommender`` reads the stream processor's state (or the partitions' snapshots),
+the embedding service and the current collaborative model; one feed thread follows
+the events log and hands every event to attribution (the online metrics) and to the
+recommender (list invalidation, purchase exclusions); a trainer thread loads the
+saved model at start and, with ``recommend.cf.retrain_s``, retrains from the log and
+swaps the new model in. Served lists are appended to the events log as impressions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from hotshelf.errors import ValidationError
+from hotshelf.monitoring import get_logger
+from hotshelf.recommend import Recommendations, RecommendRequest
+from hotshelf.recommend._attribution import Attribution
+from hotshelf.recommend._attribution_feed import AttributionFeed
+from hotshelf.recommend._collaborative import load_current, train_from_logs
+from hotshelf.recommend._engine import Recommender, StreamLike
+from hotshelf.recommend._online_metrics import OnlineMetrics
+from hotshelf.serving._queries import decode_json
+
+if TYPE_CHECKING:
+    from hotshelf.catalog import CatalogView
+    from hotshelf.config import Config
+    from hotshelf.embeddings import EmbeddingService
+    from hotshelf.log import EventLog
+    from hotshelf.monitoring import Metrics
+    from hotshelf.serving._stream import RemoteReader, StreamRunner
+
+__all__ = ["RecommendRunner", "decode_request"]
+
+_logger = get_logger("hotshelf.recommend")
+_request_decoder = msgspec.json.Decoder(RecommendRequest)
+
+
+def decode_request(body: bytes) -> RecommendRequest:
+    """The request body; ``ValidationError`` naming the field that is wrong."""
+    request: RecommendRequest = decode_json(body, _request_decoder, "recommendation request")
+    return request
+
+
+class RecommendRunner:
+    """The recommender and the threads that keep it current; ``close`` stops them."""
+
+    def __init__(
+        self,
+        config: Config,
+        catalog: CatalogView,
+        events_log: EventLog,
+        batch_log: EventLog | None,
+        *,
+        stream: StreamRunner | RemoteReader | None,
+        embeddings: EmbeddingService | None,
+        metrics: Metrics,
+    ) -> None:
+        from hotshelf.serving._stream import StreamRunner
+
+        self.config = config
+        self.events_log = events_log
+        self.batch_log = batch_log
+        source: StreamLike | None = None
+        offsets = None
+        if isinstance(stream, StreamRunner):
+            source, offsets = stream.processor, stream.processor.offsets
+        elif stream is not None:
+            source = stream.source
+        self.recommender = Recommender(
+            config.recommend, catalog, stream=source, embeddings=embeddings, offsets=offsets
+        )
+        self.feed = AttributionFeed(
+            events_log,
+            Attribution(config.recommend.experiments),
+            batch_log=batch_log,
+            registry=metrics.registry,
+            on_event=self.recommender.observe,
+        )
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._trainer = threading.Thread(target=self._train, name="hotshelf-cf", daemon=True)
+
+    def start(self) -> None:
+        """Load the saved model (if any) now; retrain in the background when configured."""
+        model = load_current(self.config.data_path)
+        self.recommender.set_model(model)
+        _logger.info("recommend.model_loaded", version=model.version if model else None)
+        self.feed.start()
+        if self.config.recommend.cf.retrain_s > 0:
+            self._trainer.start()
+
+    def _train(self) -> None:
+        every = self.config.recommend.cf.retrain_s
+        while not self._stop.wait(every):
+            try:
+                self.retrain()
+            except Exception as exc:  # the service goes on with the model it has
+                self.failure = exc
+                _logger.exception("recommend.train_failed")
+
+    def retrain(self) -> bool:
+        """Train on the logs as they are now and serve the new model; False (nothing
+        done) when the logs hold nothing new since the current model, or no feedback."""
+        ends = {"events": self.events_log.end_offset}
+        if self.batch_log is not None:
+            ends["events.batch"] = self.batch_log.end_offset
+        current = self.recommender.model
+        if current is not None and all(current.offsets.get(t) == n for t, n in ends.items()):
+            return False
+        try:
+            model = train_from_logs(self.config, self.events_log, self.batch_log)
+        except ValidationError:  # no feedback events yet: nothing to learn from
+            return False
+        model.save(self.config.data_path)
+        self.recommender.set_model(model)
+        self.failure = None
+        return True
+
+    def recommend(self, request: RecommendRequest) -> Recommendations:
+        """One request's list (blocking: it reads the stream state under its lock)."""
+        return self.recommender.recommend(request, time.time_ns() // 1_000_000)
+
+    def online_metrics(self) -> OnlineMetrics:
+        """Impressions, clicks and purchases per variant and route, as attributed so far."""
+        return self.feed.snapshot()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.feed.close()
+        if self._trainer.is_alive():
+            self._trainer.join()
