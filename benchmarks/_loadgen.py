@@ -83,6 +83,7 @@ class LoadResult:
     status: dict[int, int] = field(default_factory=dict)
     latencies_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
+    unfinished: int = 0  # open loop: due but not answered within the drain time
 
     def summary(self, events_per_request: int) -> dict[str, Any]:
         lat = sorted(x * 1000.0 for x in self.latencies_s)
@@ -207,6 +208,9 @@ class OpenLoopSpec:
     duration_s: float = 10.0
     connections: int = 32
     host: str = "127.0.0.1"
+    # After the last request is due, answers are awaited this long; a saturated server's
+    # backlog beyond it is counted as ``unfinished`` (so a run is bounded in time).
+    drain_s: float = 30.0
 
 
 async def _open_worker(
@@ -243,8 +247,12 @@ async def _open_run(spec: OpenLoopSpec) -> LoadResult:
         due.put_nowait((scheduled, n))
     for _ in workers:
         due.put_nowait(None)
-    await asyncio.gather(*workers)
+    _, pending = await asyncio.wait(workers, timeout=spec.drain_s)
+    for worker in pending:
+        worker.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
     result.elapsed_s = time.perf_counter() - start
+    result.unfinished = total - result.requests - result.errors
     return result
 
 

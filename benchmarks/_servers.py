@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks._loadgen import LoadSpec, run_closed_loop
+from benchmarks._loadgen import LoadSpec, OpenLoopSpec, percentile, run_closed_loop, run_open_loop
 from hotshelf.testing import RedisServer, find_redis_server
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "hotshelf_serve_command",
     "load_in_process",
     "measure",
+    "open_loop_in_process",
     "private_redis",
     "running_server",
     "tree_cpu_s",
@@ -166,3 +167,30 @@ def private_redis(appendfsync: str = "everysec") -> Iterator[RedisServer | None]
             yield server
         finally:
             server.stop()
+
+
+def _open_loop_process(spec: OpenLoopSpec, out: Any) -> None:
+    result = run_open_loop(spec)
+    latencies = sorted(x * 1000.0 for x in result.latencies_s)
+    out.put({
+        "requests": result.requests,
+        "errors": result.errors,
+        "unfinished": result.unfinished,
+        "status": {str(k): v for k, v in sorted(result.status.items())},
+        "target_rate": spec.rate,
+        "achieved_rate": round(result.requests / result.elapsed_s, 1) if result.elapsed_s else 0,
+        "p50_ms": round(percentile(latencies, 50), 3),
+        "p99_ms": round(percentile(latencies, 99), 3),
+        "max_ms": round(latencies[-1], 3) if latencies else 0.0,
+    })  # fmt: skip
+
+
+def open_loop_in_process(spec: OpenLoopSpec) -> dict[str, Any]:
+    """``run_open_loop(spec)`` in its own process (its own core): counts and percentiles."""
+    queue: mp.Queue[dict[str, Any]] = mp.Queue()
+    worker = mp.Process(target=_open_loop_process, args=(spec, queue))
+    worker.start()
+    try:
+        return queue.get(timeout=spec.duration_s + spec.drain_s + 60)
+    finally:
+        worker.join(timeout=30)

@@ -41,20 +41,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing as mp
-import os
-import platform
-import socket
 import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from benchmarks import _instacart
-from benchmarks._cli import add_only_option
-from benchmarks._loadgen import OpenLoopSpec, percentile, run_open_loop
-from benchmarks._servers import hotshelf_serve_command, running_server
+from benchmarks._cli import add_only_option, run_and_report, run_header
+from benchmarks._loadgen import OpenLoopSpec
+from benchmarks._servers import hotshelf_serve_command, open_loop_in_process, running_server
+from hotshelf.testing import free_port
 
 SECTIONS = ("fetch", "encode", "job", "ann", "http", "quality")
 
@@ -112,37 +108,6 @@ def job_section(data_dir: Path, items: int, index: str) -> tuple[dict[str, Any],
     return report, vectors[found]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _open_loop_process(spec: OpenLoopSpec, out: Any) -> None:
-    result = run_open_loop(spec)
-    latencies = sorted(x * 1000.0 for x in result.latencies_s)
-    out.put({
-        "requests": result.requests,
-        "errors": result.errors,
-        "status": {str(k): v for k, v in sorted(result.status.items())},
-        "target_rate": spec.rate,
-        "achieved_rate": round(result.requests / result.elapsed_s, 1) if result.elapsed_s else 0,
-        "p50_ms": round(percentile(latencies, 50), 3),
-        "p99_ms": round(percentile(latencies, 99), 3),
-        "max_ms": round(latencies[-1], 3) if latencies else 0.0,
-    })  # fmt: skip
-
-
-def _load(spec: OpenLoopSpec) -> dict[str, Any]:
-    queue: mp.Queue[dict[str, Any]] = mp.Queue()
-    worker = mp.Process(target=_open_loop_process, args=(spec, queue))
-    worker.start()
-    try:
-        return queue.get(timeout=spec.duration_s + 120)
-    finally:
-        worker.join(timeout=30)
-
-
 def http_section(data_dir: Path, items: int, args: argparse.Namespace) -> dict[str, Any]:
     ids = [item.item_id for item in instacart_items(items)]
     with (_instacart.DATA / "wands_queries" / "query.csv").open(newline="") as f:
@@ -151,16 +116,20 @@ def http_section(data_dir: Path, items: int, args: argparse.Namespace) -> dict[s
                for i in ids[:: max(1, len(ids) // 2000)]]  # fmt: skip
     search = [("POST", "/v1/search", json.dumps({"query": q, "k": 10}).encode())
               for q in queries]  # fmt: skip
-    port = _free_port()
+    port = free_port()
     sets = ["embeddings.serve=true", f'embeddings.index="{args.index}"', "log.fsync=false"]
     cmd = hotshelf_serve_command(port, str(data_dir), sets, stream=False)
     with running_server(cmd, port, timeout_s=600) as server:
         warm = OpenLoopSpec(port, similar[:50] + search[:50], rate=50, duration_s=2)
-        _load(warm)
+        open_loop_in_process(warm)
         cpu = server.cpu_s()
         out = {
-            "similar": _load(OpenLoopSpec(port, similar, args.similar_rate, args.duration)),
-            "search": _load(OpenLoopSpec(port, search, args.search_rate, args.duration)),
+            "similar": open_loop_in_process(
+                OpenLoopSpec(port, similar, args.similar_rate, args.duration)
+            ),
+            "search": open_loop_in_process(
+                OpenLoopSpec(port, search, args.search_rate, args.duration)
+            ),
         }
         out["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
         out["ready_after_s"] = round(server.ready_after_s, 2)
@@ -168,11 +137,7 @@ def http_section(data_dir: Path, items: int, args: argparse.Namespace) -> dict[s
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_before": [round(x, 2) for x in os.getloadavg()]},
-        "args": {k: v for k, v in vars(args).items() if k != "out"},
-    }  # fmt: skip
+    out = run_header(args)
     if "fetch" in args.only:
         from benchmarks import _embedding_fetch
 
@@ -195,7 +160,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks import _embedding_quality
 
         out["quality"] = _embedding_quality.run(epochs=args.epochs)
-    out["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -209,14 +173,7 @@ def main() -> None:
     parser.add_argument("--index", choices=("auto", "exact", "hnsw"), default="auto")
     parser.add_argument("--epochs", type=int, default=2, help="quality: fine-tuning epochs")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    started = time.perf_counter()
-    result = run(args)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    run_and_report(run, parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -329,7 +329,7 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     serve: bool = True
     max_k: int = 100
     default_k: int = 20
-    candidates: int = 100  # candidates each route brings before blending and filtering
+    candidates: int = 50  # candidates each route brings before blending and filtering
     # how much each route counts where several apply (reciprocal-rank blending)
     blend_weights: dict[str, float] = msgspec.field(
         default_factory=lambda: {"browsing": 1.0, "personal": 1.0, "generic": 0.7}

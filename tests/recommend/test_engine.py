@@ -153,3 +153,15 @@ def test_bad_input_is_refused_before_any_work(parts: Parts) -> None:
         ask(engine, current_item_id="nope")
     with pytest.raises(ValidationError, match="unknown experiment variant"):
         ask(engine, variant="treatment")
+
+
+def test_the_most_active_visitors_lists_are_precomputed(parts: Parts) -> None:
+    engine = recommender(parts)
+    _, _, model = parts
+    made = engine.precompute()
+    assert made == len(model.visitors)  # 20 lists fit well inside half the budget
+    assert engine.cache.stats().entries == made
+    assert engine.precompute() == 0  # already there
+    ask(engine, cookie_id="c7", user_id="u7")
+    assert engine.cache.stats().hits >= 1  # the request found its precomputed list
+    assert engine.precompute(stop=lambda: True) == 0

@@ -110,6 +110,7 @@ def test_availability(availability: Availability, allowed: bool) -> None:
         (["HOME", "Toys"], True),  # one of them is enough
         (["Toys"], False),
         (["Kitch"], False),  # whole names, not prefixes
+        ([], True),  # an empty list is no filter, not "nothing"
     ],
 )
 def test_include_categories(include: list[str], allowed: bool) -> None:
@@ -200,7 +201,7 @@ def test_filters_and_exclusions_always_hold(
         if filters is None:
             continue
         path = {level.lower() for level in item.category}
-        if filters.include_categories is not None:
+        if filters.include_categories:  # an empty list is no filter
             assert path & {name.lower() for name in filters.include_categories}
         if filters.exclude_categories is not None:
             assert not path & {name.lower() for name in filters.exclude_categories}

@@ -118,6 +118,7 @@ class EmbeddingService:
         self.job: EmbeddingJob | None = None
         self.last_run: JobReport | None = None
         self.encoded = 0  # items encoded since start
+        self.generation = 0  # bumped by every run that changed vectors (caches key on it)
         self.failure: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,6 +166,8 @@ class EmbeddingService:
             report = self._ready_job().run(progress)
         self.last_run = report
         self.encoded += report.encoded
+        if report.encoded or report.removed:
+            self.generation += 1
         return report
 
     @property

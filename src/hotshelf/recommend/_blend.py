@@ -12,9 +12,8 @@ the same inputs always give the same order.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -29,6 +28,8 @@ SPECIFIC_FIRST = (Route.BROWSING, Route.PERSONAL, Route.GENERIC)
 # recommendation lists are short and their heads matter most, so a smaller one
 # keeps rank 1 clearly ahead of rank 20.
 FUSION_OFFSET = 10.0
+# Shares are summed as whole multiples of 2^-52: exact sums, whatever the order.
+SHARE_UNITS = float(1 << 52)
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -56,28 +57,29 @@ def _fused(
 ) -> list[tuple[str, float, L, Candidate]]:
     """(item, fused score, credited label, its candidate), best first: credited is the
     list of the largest share or, ``by_rank``, of the best rank (weights aside); the
-    earlier list on a tie."""
-    shares: dict[str, list[float]] = {}
-    best: dict[str, tuple[float, L, Candidate]] = {}
-    for weight, label, candidates in lists:
+    earlier list on a tie. A list names an item once: a repeat earns nothing."""
+    # per item: [total in SHARE_UNITS, the last list that had it, merit, label, candidate]
+    found: dict[str, list[Any]] = {}
+    get = found.get
+    for number, (weight, label, candidates) in enumerate(lists):
         if weight <= 0:
             continue
-        seen: set[str] = set()
+        units = weight * SHARE_UNITS
         for rank, candidate in enumerate(candidates, start=1):
             item = candidate.item_id
-            if item in seen:  # a list names an item once; a repeat earns nothing
-                continue
-            seen.add(item)
-            share = weight / (FUSION_OFFSET + rank)
-            shares.setdefault(item, []).append(share)
+            # integer shares: sums are exact, so equal shares tie whatever the order
+            share = round(units / (FUSION_OFFSET + rank))
             merit = -rank if by_rank else share
-            if item not in best or merit > best[item][0]:
-                best[item] = (merit, label, candidate)
-    # fsum: equal shares give equal sums whatever order they were added in, so ties
-    # are real ties and break on the id
-    scores = {item: math.fsum(each) for item, each in shares.items()}
-    order = sorted(scores, key=lambda item: (-scores[item], item))
-    return [(item, scores[item], best[item][1], best[item][2]) for item in order]
+            entry = get(item)
+            if entry is None:
+                found[item] = [share, number, merit, label, candidate]
+            elif entry[1] != number:
+                entry[0] += share
+                entry[1] = number
+                if merit > entry[2]:
+                    entry[2:] = merit, label, candidate
+    order = sorted(found.items(), key=lambda pair: (-pair[1][0], pair[0]))
+    return [(item, e[0] / SHARE_UNITS, e[3], e[4]) for item, e in order]
 
 
 def fuse(lists: Iterable[tuple[float, Sequence[Candidate]]]) -> list[Candidate]:

@@ -66,9 +66,17 @@ class ListCache:
         self._bytes = 0
         self._hits = self._misses = self._invalidations = self._evictions = 0
 
-    def visitor_list(self, visitor: str, version: str) -> list[Candidate] | None:
-        """The visitor's list made by model ``version``, or None (a miss)."""
-        return self._get(("v", visitor), lambda entry: entry.version != version)
+    @staticmethod
+    def entry_bytes(candidates: int) -> int:
+        """What an entry of ``candidates`` counts against the budget."""
+        return ENTRY_OVERHEAD + CANDIDATE_BYTES * candidates
+
+    def visitor_list(
+        self, visitor: str, version: str, *, count: bool = True
+    ) -> list[Candidate] | None:
+        """The visitor's list made by model ``version``, or None (a miss); ``count=False``
+        looks without counting a hit or a miss (precomputation)."""
+        return self._get(("v", visitor), lambda entry: entry.version != version, count=count)
 
     def segment_list(self, location: str | None, device: str | None) -> list[Candidate] | None:
         """The segment's generic list, or None (a miss) when absent or stale."""
@@ -105,17 +113,19 @@ class ListCache:
                 if self._seen.get(key, -1) < offset:
                     self._seen[key] = offset
 
-    def _get(self, key: Hashable, stale: Callable[[_Entry], bool]) -> list[Candidate] | None:
+    def _get(
+        self, key: Hashable, stale: Callable[[_Entry], bool], *, count: bool = True
+    ) -> list[Candidate] | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or stale(entry):
                 if entry is not None:
                     self._drop(key)
                     self._invalidations += 1
-                self._misses += 1
+                self._misses += count
                 return None
             self._entries.move_to_end(key)
-            self._hits += 1
+            self._hits += count
             return entry.candidates
 
     def _put(
@@ -127,7 +137,7 @@ class ListCache:
         built_at: dict[str, int] | None = None,
         segment: Segment = (None, None),
     ) -> None:
-        size = ENTRY_OVERHEAD + CANDIDATE_BYTES * len(candidates)
+        size = self.entry_bytes(len(candidates))
         with self._lock:
             if key in self._entries:
                 self._drop(key)  # even when the new list is not kept: the old one is stale

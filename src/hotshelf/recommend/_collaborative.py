@@ -143,6 +143,12 @@ class CollaborativeModel:
     def items(self) -> list[str]:
         return list(self._items)
 
+    def most_active(self, limit: int) -> list[str]:
+        """The ``limit`` trained visitors with the most distinct items, most first."""
+        counts = np.diff(self._seen_indptr)
+        order = np.argsort(-counts, kind="stable")[: max(0, limit)]
+        return [self._visitors[i] for i in order.tolist()]
+
     @property
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
         """(visitor factors, item factors), read-only views."""

@@ -42,6 +42,7 @@ from hotshelf.recommend._experiments import VariantAssigner, new_impression_id
 from hotshelf.recommend._interactions import visitor_key
 from hotshelf.recommend._postprocess import Eligibility, check_filters, diversify
 from hotshelf.recommend._sources import (
+    NeighbourCache,
     co_viewed,
     content_similar,
     generic_candidates,
@@ -101,7 +102,12 @@ class Recommender:
         self.embeddings = embeddings
         self._offsets = offsets  # the stream state's next offsets, read under its lock
         self.assigner = VariantAssigner(config.experiments)
-        self.cache = ListCache(config.precompute_memory_mb * 1024 * 1024)
+        # the list budget: three quarters for visitors' and segments' lists, a quarter for
+        # items' nearest neighbours by text (kept while the embeddings stand)
+        budget = config.precompute_memory_mb * 1024 * 1024
+        self.cache = ListCache(budget - budget // 4)
+        items = budget // 4 // ListCache.entry_bytes(config.candidates)
+        self.neighbours = NeighbourCache(items) if items else None
         self.model: CollaborativeModel | None = None
         self._fresh: OrderedDict[str, dict[str, int]] = OrderedDict()  # visitor -> bought
         self._fresh_lock = threading.Lock()
@@ -111,6 +117,26 @@ class Recommender:
     def set_model(self, model: CollaborativeModel | None) -> None:
         """Serve ``model`` from now on (lists made by the old one become misses)."""
         self.model = model
+
+    def precompute(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Fill half the list budget with the CF lists of the model's most active visitors
+        (the other half is for segments and everyone else); returns how many were made.
+        Stops early when ``stop()`` says so or another model is set meanwhile."""
+        model = self.model
+        if model is None:
+            return 0
+        n = self.config.candidates
+        room = self.cache.budget_bytes // 2 // ListCache.entry_bytes(n)
+        made = 0
+        for visitor in model.most_active(room):
+            if stop() or self.model is not model:
+                break
+            if self.cache.visitor_list(visitor, model.version, count=False) is None:
+                found = model.recommend(visitor, n)
+                candidates = [Candidate(item, score, "cf") for item, score in found]
+                self.cache.put_visitor(visitor, model.version, candidates)
+                made += 1
+        return made
 
     def observe(self, topic: str, offset: int, event: StoredEvent) -> None:
         """One event of the log: drop lists it changes, remember what it bought."""
@@ -253,7 +279,8 @@ class Recommender:
         if gathered.seeds:
             content: list[Candidate] = []
             if self.embeddings is not None and self.embeddings.store is not None:
-                content = content_similar(self.embeddings, gathered.seeds, n, set(gathered.seeds))
+                seeds = gathered.seeds
+                content = content_similar(self.embeddings, seeds, n, set(seeds), self.neighbours)
             weight = self.config.co_engagement_weight
             browsing = fuse([(weight, gathered.co_viewed), (1.0 - weight, content)])[:n]
             if browsing:
@@ -279,10 +306,18 @@ class Recommender:
         excluded: set[str],
     ) -> _Chosen:
         eligibility = Eligibility(request.filters, excluded)
-        seeds = {b.because for b in blended if b.because is not None}
-        items = self.catalog.get_many([*(b.item_id for b in blended), *seeds])
-        pool = [b for b in blended if eligibility.allows(items.get(b.item_id))]
-        pool = pool[: max(2 * k, k + 10)]
+        wanted = max(2 * k, k + 10)
+        pool: list[Blended] = []
+        items: dict[str, Item] = {}
+        start = 0
+        while len(pool) < wanted and start < len(blended):  # look up only what is needed
+            chunk = blended[start : start + 2 * wanted]
+            start += len(chunk)
+            items.update(self.catalog.get_many([b.item_id for b in chunk]))
+            pool.extend(b for b in chunk if eligibility.allows(items.get(b.item_id)))
+        pool = pool[:wanted]
+        seeds = {b.because for b in pool if b.because is not None} - items.keys()
+        items.update(self.catalog.get_many(seeds))
         vectors = None
         if diversity > 0 and pool and self.embeddings is not None and self.embeddings.store:
             vectors = np.asarray(self.embeddings.lookup([b.item_id for b in pool]).vectors)

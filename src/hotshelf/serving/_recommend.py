@@ -92,17 +92,28 @@ class RecommendRunner:
         self.recommender.set_model(model)
         _logger.info("recommend.model_loaded", version=model.version if model else None)
         self.feed.start()
-        if self.config.recommend.cf.retrain_s > 0:
-            self._trainer.start()
+        self._trainer.start()
 
     def _train(self) -> None:
+        """Precompute the current model's lists, then (``retrain_s``) retrain and again."""
+        self._precompute()
         every = self.config.recommend.cf.retrain_s
-        while not self._stop.wait(every):
+        while every > 0 and not self._stop.wait(every):
             try:
-                self.retrain()
+                trained = self.retrain()
             except Exception as exc:  # the service goes on with the model it has
                 self.failure = exc
                 _logger.exception("recommend.train_failed")
+                continue
+            if trained:
+                self._precompute()
+
+    def _precompute(self) -> None:
+        started = time.perf_counter()
+        made = self.recommender.precompute(stop=self._stop.is_set)
+        if made:
+            _logger.info("recommend.precomputed", lists=made,
+                         seconds=round(time.perf_counter() - started, 3))  # fmt: skip
 
     def retrain(self) -> bool:
         """Train on the logs as they are now and serve the new model; False (nothing

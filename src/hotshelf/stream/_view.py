@@ -99,10 +99,14 @@ class StateView:
         if len(self.parts) == 1:
             return self._first.related(item_id, kind, k)
         limit = self._first.top(k)
-        totals: Counter[str] = Counter()
-        for part in self.parts:
-            for found in part.related(item_id, kind, self._first.config.top_k):
-                totals[found.item_id] += int(found.score)
+        top_k = self._first.config.top_k
+        lists = [found for part in self.parts if (found := part.related(item_id, kind, top_k))]
+        if len(lists) <= 1:  # one part knows the item (a lane, a partition): nothing to add
+            return lists[0][:limit] if lists else []
+        totals: dict[str, int] = {}
+        for found in lists:
+            for score in found:
+                totals[score.item_id] = totals.get(score.item_id, 0) + int(score.score)
         best = heapq.nsmallest(limit, ((-n, item) for item, n in totals.items()))
         return [ItemScore(item, float(-neg)) for neg, item in best]
 

@@ -1,0 +1,219 @@
+"""``POST /v1/recommend`` under open-loop load, per route, up to saturation.
+
+    python -m benchmarks.bench_recommend [--only load,cache,evaluate] [--events 200000]
+        [--items 2000] [--rates 250,500,750,1000,1500]
+        [--route-rates 250,1000] [--duration 10] [--out FILE]
+
+Set-up: a simulated store (``hotshelf simulate``: catalog, shoppers, bots) goes into a
+data directory through the CLI (``items load``, ``ingest`` into the batch lane), a
+collaborative model is trained (``hotshelf train``), and ``hotshelf serve`` runs with
+the stream processor, the embeddings and the recommender, in its own process.
+
+``load``: an open-loop load generator in another process sends requests with k=20
+(each route brings ``recommend.candidates`` = 50 candidates, so the blend ranks 50 to
+150 of them) for four shopper mixes: ``new`` (a cookie, a location and a device),
+``returning`` (a user the model was trained on), ``browsing`` (a session that viewed
+items, and its current item) and ``mixed`` (a third of each). Each mix runs at every
+``--route-rates`` value (250 and 1,000 requests/s); the mixed one at every ``--rates``
+value too, to find saturation: p50/p99, error rate, achieved rate and the server's
+CPU. A request still unanswered 30 s after the last one was due counts as an error
+(``unfinished``), so a saturated rate shows as errors, not as a hang. ``GET /healthz``
+at the highest route rate is the floor of the HTTP stack, side by side.
+
+``cache``: every mix again at the lowest route rate (one the server sustains) with the
+precomputed lists off (``recommend.precompute_memory_mb=0``): every list computed per
+request. The ratios to the cached run are the "no cliff" numbers: what an empty cache
+costs.
+
+``evaluate``: ``hotshelf evaluate`` (all datasets), its table as JSON.
+
+JSON on stdout (and in ``--out``). Latency counts from each request's due time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks._cli import add_only_option, run_and_report, run_header
+from benchmarks._loadgen import OpenLoopSpec
+from benchmarks._servers import hotshelf_serve_command, open_loop_in_process, running_server
+from hotshelf.testing import free_port
+
+SECTIONS = ("load", "cache", "evaluate")
+K = 20
+MIXES = ("new", "returning", "browsing", "mixed")
+SETTLE_S = 15.0
+
+
+def _hotshelf(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "hotshelf", *args], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def build_store(data_dir: Path, events: int, items: int) -> Path:
+    """A simulated store's catalog and traffic in ``data_dir``, and a trained model;
+    returns the events file (the request contexts are drawn from it)."""
+    events_file, catalog_file = data_dir / "events.ndjson", data_dir / "catalog.jsonl"
+    _hotshelf("simulate", "-n", str(events), "--items", str(items), "--out", str(events_file),
+              "--catalog-out", str(catalog_file))  # fmt: skip
+    where = ["--data-dir", str(data_dir / "store")]
+    _hotshelf("items", "load", str(catalog_file), *where)
+    _hotshelf("ingest", str(events_file), "--max-past-days", "30", *where)
+    _hotshelf("train", *where)
+    return events_file
+
+
+def request_bodies(events_file: Path, seed: int = 0) -> dict[str, list[bytes]]:
+    """Request bodies per shopper mix, from the simulated traffic's own visitors."""
+    users: set[str] = set()
+    sessions: dict[str, list[str]] = defaultdict(list)
+    places: set[tuple[str, str]] = set()
+    with events_file.open() as f:
+        for line in f:
+            event = json.loads(line)
+            if event.get("user_agent", "").lower().find("bot") >= 0:
+                continue
+            if event.get("user_id") and event["type"] == "purchase":
+                users.add(event["user_id"])
+            if event.get("session_id") and event["type"] == "view" and event.get("item_id"):
+                sessions[event["session_id"]].append(event["item_id"])
+            if event.get("location") and event.get("device"):
+                places.add((event["location"], event["device"]))
+    rng = random.Random(seed)
+    place_list = sorted(places)
+    browsing = [s for s in sorted(sessions) if len(sessions[s]) >= 2]
+
+    def body(**context: Any) -> bytes:
+        location, device = rng.choice(place_list)
+        base = {"cookie_id": f"bench-{rng.randrange(1 << 30)}", "location": location,
+                "device": device, "k": K}  # fmt: skip
+        return json.dumps({**base, **context}).encode()
+
+    out = {
+        "new": [body() for _ in range(2000)],
+        "returning": [body(user_id=u) for u in rng.sample(sorted(users), min(2000, len(users)))],
+        "browsing": [
+            body(session_id=s, current_item_id=sessions[s][-1])
+            for s in rng.sample(browsing, min(2000, len(browsing)))
+        ],
+    }
+    trios = zip(out["new"], out["returning"], out["browsing"], strict=False)
+    out["mixed"] = [b for trio in trios for b in trio]
+    return out
+
+
+def _run_load(
+    port: int, requests: list[tuple[str, str, bytes]], rate: float, duration: float
+) -> dict[str, Any]:
+    result = open_loop_in_process(OpenLoopSpec(port, requests, rate, duration))
+    # errors: broken connections, answers other than 200, and requests still unanswered
+    # when the drain time ran out (a saturated server's backlog)
+    failed = result["errors"] + result["unfinished"]
+    failed += sum(n for status, n in result["status"].items() if status != "200")
+    result["error_rate"] = round(failed / max(1, int(rate * duration)), 4)
+    return result
+
+
+def _measured(server: Any, port: int, requests: list[bytes], rate: float, duration: float,
+              path: str = "/v1/recommend") -> dict[str, Any]:  # fmt: skip
+    cpu = server.cpu_s()
+    method = "POST" if requests[0] else "GET"
+    found = _run_load(port, [(method, path, body) for body in requests], rate, duration)
+    found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
+    return found
+
+
+def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Namespace,
+                 sets: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Each mix at ``args.route_rates``, the mixed one at ``args.rates``, and the HTTP
+    floor (``GET /healthz``) at the highest rate, against one server."""
+    port = free_port()
+    cmd = hotshelf_serve_command(port, str(store), ["log.fsync=false", *sets])
+    out: dict[str, Any] = {}
+    with running_server(cmd, port, timeout_s=600) as server:
+        out["ready_after_s"] = round(server.ready_after_s, 2)
+        time.sleep(SETTLE_S)  # start-up work (log replay for attribution, precompute) ends
+        _measured(server, port, bodies["mixed"][:300], 100, 3)  # warm-up
+        top = max(args.route_rates)
+        out["healthz_floor"] = _measured(server, port, [b""], top, args.duration, "/healthz")
+        out["per_route"] = {
+            str(int(rate)): {mix: _measured(server, port, bodies[mix], rate, args.duration)
+                             for mix in MIXES}
+            for rate in args.route_rates
+        }  # fmt: skip
+        if args.rates:
+            out["mixed_by_rate"] = [
+                _measured(server, port, bodies["mixed"], rate, args.duration) for rate in args.rates
+            ]
+            kept = [r for r in out["mixed_by_rate"]
+                    if r["error_rate"] == 0 and r["achieved_rate"] >= 0.97 * r["target_rate"]
+                    and r["p99_ms"] < 50]  # fmt: skip
+            out["max_sustained_rate"] = max((r["target_rate"] for r in kept), default=None)
+    at_1000 = out["per_route"].get("1000", {}).get("mixed")
+    if at_1000 is not None:
+        out["target"] = {"p99_ms_at_1000": 5.0, "met": at_1000["p99_ms"] < 5.0
+                         and at_1000["error_rate"] == 0}  # fmt: skip
+    return out
+
+
+def evaluate_section() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evaluate.json"
+        _hotshelf("evaluate", "--dataset", "all", "--json", str(path))
+        result: dict[str, Any] = json.loads(path.read_text())
+        return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out = run_header(args)
+    if {"load", "cache"} & set(args.only):
+        with tempfile.TemporaryDirectory(prefix="hotshelf-bench-rec-") as tmp:
+            data_dir = Path(tmp)
+            events_file = build_store(data_dir, args.events, args.items)
+            bodies = request_bodies(events_file)
+            store = data_dir / "store"
+            if "load" in args.only:
+                out["load"] = load_section(store, bodies, args, [])
+            if "cache" in args.only:
+                rate = min(args.route_rates)
+                quick = argparse.Namespace(**{**vars(args), "rates": [], "route_rates": [rate]})
+                cold = load_section(store, bodies, quick, ["recommend.precompute_memory_mb=0"])
+                out["cache_off"] = cold
+                if "load" in out:  # the same mixes at the same rate, lists kept vs not
+                    warm = out["load"]["per_route"][str(int(rate))]
+                    out["cache_off_vs_on"] = {
+                        mix: {q: round(cold["per_route"][str(int(rate))][mix][q]
+                                       / max(warm[mix][q], 1e-9), 2)
+                              for q in ("p50_ms", "p99_ms", "server_cpu_s")}
+                        for mix in MIXES
+                    }  # fmt: skip
+    if "evaluate" in args.only:
+        out["evaluate"] = evaluate_section()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_only_option(parser, SECTIONS)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",") if x],
+                        default=[250.0, 500.0, 750.0, 1000.0, 1500.0])  # fmt: skip
+    parser.add_argument("--route-rates", type=lambda s: [float(x) for x in s.split(",") if x],
+                        default=[250.0, 1000.0])  # fmt: skip
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--out", type=Path)
+    run_and_report(run, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
