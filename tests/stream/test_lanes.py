@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from hotshelf.config import Config
-from hotshelf.events import StoredEvent, encode_stored_event
+from hotshelf.events import EventType, StoredEvent, encode_stored_event
 from hotshelf.log import FileLog
 from hotshelf.simulation import SimConfig, StoreSimulator
 from hotshelf.stream import StreamProcessor, default_bot_filter_factory
@@ -149,3 +149,25 @@ def test_a_bulk_import_does_not_hold_up_live_events(tmp_path: Path, logs: Logs) 
     assert summary.count == 3000
     assert rt_lag == 0
     assert summary.p99_ms < RT_FRESHNESS_TARGET_MS, (summary, batch_lag)
+
+
+def test_impressions_are_counted_but_never_judged_as_bots(tmp_path: Path, logs: Logs) -> None:
+    # the server logs what it served without a user agent, many to one cookie, fast:
+    # all three would flag a visitor's events, none may flag the server's own record
+    served = [
+        StoredEvent(event_id=f"imp{i}", type=EventType.IMPRESSION, ts_ms=1_000 + i,
+                    received_ms=1_000 + i, cookie_id="c1", item_ids=["a", "b"])
+        for i in range(100)
+    ]  # fmt: skip
+    logs.events.append(laned(served, "rt"))
+    time.sleep(0.01)
+    proc = processor(config(tmp_path), logs)
+    try:
+        proc.catch_up()
+        assert proc.bot_stats()["checked"] == 0
+        assert proc.bot_stats()["flagged"] == 0
+        with proc.reading() as view:
+            assert view.counts().events["impression"] == 100
+            assert view.counts().bot_events["impression"] == 0
+    finally:
+        proc.close(snapshot=False)
