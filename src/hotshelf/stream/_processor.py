@@ -142,6 +142,7 @@ class StreamProcessor:
             group = f"{group}.{self.partition.name}"
         self._factory = bot_filter_factory
         self._lock = threading.RLock()
+        self._writer: int | None = None  # the thread in run(): the state's only writer
         self._paths: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._catalog_log = catalog_log
         logs = {"rt": events_log} if batch_log is None else {"rt": events_log, "batch": batch_log}
@@ -304,28 +305,40 @@ class StreamProcessor:
 
     def run(self, stop: threading.Event, max_records: int = 1000) -> None:
         """Process until ``stop`` is set, then write a last snapshot (the service thread)."""
+        self._writer = threading.get_ident()
         while not stop.is_set():
             if not self.run_once(max_records, timeout_s=0.1) and any(
                 lane.merge.waiting for lane in self.lanes
             ):
                 stop.wait(0.01)  # events wait out the catalog grace; do not spin
         self.snapshot()
+        self._writer = None
 
     # -- snapshots -------------------------------------------------------------
 
     def snapshot_bytes(self) -> bytes:
         """The snapshot of the state as it is now (what ``snapshot`` would write)."""
-        with self._lock, _gc_paused():
+        with self._lock:
+            return self._encoded()
+
+    def _encoded(self) -> bytes:
+        with _gc_paused():
             lanes = {lane.name: LaneSnapshot(**lane.snapshot_parts()) for lane in self.lanes}
             snapshot = Snapshot(version=SNAPSHOT_VERSION, settings=self._settings, lanes=lanes)
             return encode_snapshot(snapshot)
 
     def snapshot(self) -> int:
-        """Write a snapshot, then commit the consumers to its offsets; returns its size."""
+        """Write a snapshot, then commit the consumers to its offsets; returns its size.
+
+        The thread in ``run`` is the state's only writer and queries only read, so when
+        that thread writes a snapshot it does not hold the lock: queries go on meanwhile
+        (a big state takes a few hundred ms to encode). Any other thread takes the lock.
+        """
         began = time.perf_counter_ns()
-        with self._lock:
+        writer = threading.get_ident() == self._writer
+        with contextlib.nullcontext() if writer else self._lock:
             offsets = [lane.offsets() for lane in self.lanes]
-            data = self.snapshot_bytes()
+            data = self._encoded()
         self._store.write(data)
         for lane, lane_offsets in zip(self.lanes, offsets, strict=True):
             lane.merge.events.consumer.commit(lane_offsets["events"])
