@@ -345,6 +345,43 @@ def test_the_service_loop_stops_with_a_snapshot(
     assert (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes() == rebuild(tmp_path, logs)
 
 
+def test_queries_go_on_while_the_service_loop_writes_a_snapshot(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    processor = StreamProcessor(config(tmp_path / "run", snapshot_every_records=1),
+                                logs.events, logs.catalog)  # fmt: skip
+    writing, release = threading.Event(), threading.Event()
+    encoded = processor._encoded
+
+    def slow_encoding() -> bytes:  # a snapshot of a big state, held open by the test
+        writing.set()
+        release.wait(10)
+        return encoded()
+
+    processor._encoded = slow_encoding  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    try:
+        assert writing.wait(10)
+        answered = threading.Event()
+
+        def query() -> None:
+            with processor.reading() as state:
+                state.counts()
+            answered.set()
+
+        threading.Thread(target=query, daemon=True).start()
+        assert answered.wait(5)  # the query did not wait for the snapshot
+    finally:
+        release.set()
+        processor._encoded = encoded  # type: ignore[method-assign]
+        stop.set()
+        thread.join(10)
+        processor.close()
+
+
 # -- exactly once under redelivery, duplicates and restarts ------------------------------
 
 
