@@ -59,7 +59,7 @@ def train(
         started = time.perf_counter()
         with open_log(cfg, "events") as events, open_log(cfg, "events.batch") as batch:
             interactions = read_interactions(cfg, events, batch)
-        model = CollaborativeModel.fit(interactions, cfg.recommend.cf, overlay_size=1)
+        model = CollaborativeModel.fit(interactions, cfg.recommend.cf)
         path = model.save(cfg.data_path)
         seconds = time.perf_counter() - started
         report = held_out_check(interactions, cfg.recommend.cf) if check else None

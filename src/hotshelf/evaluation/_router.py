@@ -30,11 +30,11 @@ from hotshelf.evaluation._dataset import Interaction
 from hotshelf.evaluation._recommender import OfflineRecommender
 from hotshelf.evaluation._split import TrainingData
 from hotshelf.events import EventType, Item, StoredEvent
-from hotshelf.recommend._blend import Candidate, blend, fuse
+from hotshelf.recommend._blend import Candidate, blend, candidates, fuse
 from hotshelf.recommend._collaborative import CollaborativeModel
 from hotshelf.recommend._context import Route
 from hotshelf.recommend._interactions import InteractionsBuilder
-from hotshelf.recommend._postprocess import Eligibility, diversify
+from hotshelf.recommend._postprocess import Eligibility, diversify, shortlist_size, top_category
 from hotshelf.recommend._sources import co_viewed, generic_candidates
 from hotshelf.stream import History, ItemScore
 
@@ -157,14 +157,13 @@ class HotshelfRouter(OfflineRecommender):
         if seeds:
             routes[Route.BROWSING] = co_viewed(self._state, seeds, n)
         routes[Route.PERSONAL] = self._personal(case, n)
-        routes[Route.GENERIC] = generic_candidates(self._state, None, None, n, rec.trending_weight)[
-            0
-        ]
+        generic, _ = generic_candidates(self._state, None, None, n, rec.trending_weight)
+        routes[Route.GENERIC] = generic
         blended = blend({r: found for r, found in routes.items() if found}, rec.blend_weights)
         eligibility = Eligibility(None, case.exclude)
         pool = [b for b in blended if eligibility.allows(self._items.get(b.item_id))]
-        pool = pool[: max(2 * k, k + 10)]
-        groups = [_top_category(self._items[b.item_id]) for b in pool]
+        pool = pool[: shortlist_size(k)]
+        groups = [top_category(self._items[b.item_id]) for b in pool]
         return [b.item_id for b in diversify(pool, k, rec.diversity, groups=groups)]
 
     def _personal(self, case: Case, n: int) -> list[Candidate]:
@@ -173,16 +172,11 @@ class HotshelfRouter(OfflineRecommender):
         if case.visitor in self._model:
             found = self._model.recommend(case.visitor, n, exclude=exclude)
         else:
-            weights = {
-                e.item: float(8 if e.kind is EventType.PURCHASE else 1) for e in case.context
-            }
+            cf_weights = self.config.recommend.cf.event_weights
+            weights = {e.item: cf_weights.get(e.kind.value, 0.0) for e in case.context}
             found = self._model.recommend_for_items(weights, n, exclude=exclude) if weights else []
-        cf = [Candidate(item, score, "cf") for item, score in found]
+        cf = candidates(found, "cf")
         assert self._state is not None
         seeds = list(reversed(case.history))[: self.config.recommend.session_items]
         own = co_viewed(self._state, seeds, n) if seeds else []
         return fuse([(1.0, cf), (self.config.recommend.history_weight, own)])[:n]
-
-
-def _top_category(item: Item) -> str | None:
-    return item.category[0] if item.category else None

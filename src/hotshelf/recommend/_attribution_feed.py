@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from hotshelf._closing import Closeable
 from hotshelf.errors import CorruptLogError, OffsetOutOfRangeError
 from hotshelf.events import StoredEvent, decode_stored_event
 from hotshelf.monitoring import get_logger
@@ -52,7 +53,7 @@ class _Cursor:
         return max(0, self.log.end_offset - max(self.next, self.log.start_offset))
 
 
-class AttributionFeed:
+class AttributionFeed(Closeable):
     """Applies the events log (and the batch lane's, when given) to ``attribution``.
 
     ``start`` runs it in a daemon thread that sleeps ``idle_s`` whenever it is caught up;
@@ -114,12 +115,6 @@ class AttributionFeed:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
-
-    def __enter__(self) -> AttributionFeed:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _follow(self) -> None:
         while not self._stop.is_set():

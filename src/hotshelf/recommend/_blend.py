@@ -19,7 +19,7 @@ import msgspec
 
 from hotshelf.recommend._context import Route
 
-__all__ = ["FUSION_OFFSET", "Blended", "Candidate", "blend", "fuse"]
+__all__ = ["FUSION_OFFSET", "Blended", "Candidate", "blend", "candidates", "fuse"]
 
 L = TypeVar("L")
 SPECIFIC_FIRST = (Route.BROWSING, Route.PERSONAL, Route.GENERIC)
@@ -40,6 +40,11 @@ class Candidate(msgspec.Struct, frozen=True):
     score: float
     kind: str
     because: str | None = None
+
+
+def candidates(scored: Iterable[tuple[str, float]], kind: str) -> list[Candidate]:
+    """(item, score) pairs, best first, as candidates of one ``kind``."""
+    return [Candidate(item, score, kind) for item, score in scored]
 
 
 class Blended(msgspec.Struct):

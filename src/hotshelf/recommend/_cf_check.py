@@ -53,7 +53,7 @@ def held_out_check(
     visitors = sorted(truth)
     if len(visitors) > max_visitors:
         visitors = sorted(random.Random(config.seed).sample(visitors, max_visitors))
-    model = CollaborativeModel.fit(split, config, overlay_size=1)
+    model = CollaborativeModel.fit(split, config)
     hits = sum(truth[v] in {item for item, _ in model.recommend(v, k)} for v in visitors)
     popular = _popularity_hits(split, truth, visitors, k)
     return HeldOutReport(

@@ -18,16 +18,14 @@ BPR has no such step; its item factors (without the bias column) go through the 
 regularised solve, which is what "looks like the items this visitor engaged with"
 means in that space, and the bias is added back to the scores.
 
-The model is read-only after ``fit``/``load`` except the fold-in overlay, a bounded
-LRU of folded visitors behind a lock, so any number of threads may serve from it.
+The model is read-only after ``fit``/``load``, so any number of threads may serve from
+it; a folded-in visitor's list is kept by the recommender's list cache, not here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,11 +49,9 @@ if TYPE_CHECKING:
     from hotshelf.config import CollaborativeConfig, Config
     from hotshelf.log import EventLog
 
-__all__ = ["DEFAULT_OVERLAY", "CollaborativeModel", "load_current", "train_from_logs"]
+__all__ = ["CollaborativeModel", "load_current", "train_from_logs"]
 
 _logger = get_logger("hotshelf.recommend")
-# Folded-in visitors kept; at 64 factors about 0.5 KB each (factors and seen items).
-DEFAULT_OVERLAY = 100_000
 KEEP_VERSIONS = 3  # saved versions kept on disk, the current one always among them
 
 
@@ -73,8 +69,6 @@ class CollaborativeModel:
         ids: tuple[list[str], list[str]],
         factors: tuple[np.ndarray, np.ndarray],
         seen: tuple[np.ndarray, np.ndarray],
-        *,
-        overlay_size: int = DEFAULT_OVERLAY,
     ) -> None:
         self.manifest = manifest
         self._visitors, self._items = ids
@@ -89,11 +83,6 @@ class CollaborativeModel:
         # YᵀY + λI, the part of every fold-in's system that does not depend on the visitor
         gram = self._fold_items.T.astype(np.float64) @ self._fold_items
         self._gram = gram + manifest.settings.l2 * np.eye(len(gram))
-        norms = np.linalg.norm(self._fold_items, axis=1, keepdims=True)
-        self._unit_items = self._fold_items / np.maximum(norms, 1e-12)
-        self._overlay: OrderedDict[str, _Visitor] = OrderedDict()
-        self._overlay_size = overlay_size
-        self._lock = threading.Lock()
 
     # -- training -------------------------------------------------------------------
 
@@ -102,8 +91,6 @@ class CollaborativeModel:
         cls,
         interactions: Interactions,
         config: CollaborativeConfig,
-        *,
-        overlay_size: int = DEFAULT_OVERLAY,
     ) -> CollaborativeModel:
         """Train ``config.algorithm`` on ``interactions``; deterministic for one seed."""
         if interactions.n_interactions == 0:
@@ -124,7 +111,7 @@ class CollaborativeModel:
         )
         ids = (list(interactions.visitors), list(interactions.items))
         seen = (matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32))
-        return cls(manifest, ids, factors, seen, overlay_size=overlay_size)
+        return cls(manifest, ids, factors, seen)
 
     @property
     def version(self) -> str:
@@ -157,17 +144,16 @@ class CollaborativeModel:
         return users, items
 
     def __contains__(self, visitor: object) -> bool:
-        """Whether ``visitor`` has factors (trained or folded in)."""
-        with self._lock:
-            return visitor in self._visitor_index or visitor in self._overlay
+        """Whether ``visitor`` was trained on."""
+        return visitor in self._visitor_index
 
     # -- serving --------------------------------------------------------------------
 
     def recommend(
         self, visitor: str, n: int, *, exclude: Collection[str] = (), exclude_seen: bool = True
     ) -> list[tuple[str, float]]:
-        """The ``n`` best items for a trained or folded-in visitor, best first ([] for
-        a visitor with no factors: route them elsewhere). ``exclude_seen`` leaves out
+        """The ``n`` best items for a trained visitor, best first ([] for a visitor the
+        model has not seen: fold them in with ``recommend_for_items``). ``exclude_seen`` leaves out
         the items their factors were computed from."""
         found = self._visitor(visitor)
         if found is None:
@@ -189,35 +175,7 @@ class CollaborativeModel:
             return []
         return self._top(folded.vector, n, folded.seen if exclude_seen else None, exclude)
 
-    def fold_in(self, visitor: str, items: Mapping[str, float]) -> bool:
-        """Solve ``visitor``'s factors from ``items`` (id -> weight, oldest first; the
-        last ``max_fold_in_items`` count) and serve them until evicted or replaced.
-        Pass all that is known of the visitor: earlier factors are replaced, not
-        updated. False (and nothing changes) when none of the items is known."""
-        folded = self._fold(items)
-        if folded is None:
-            return False
-        with self._lock:
-            self._overlay[visitor] = folded
-            self._overlay.move_to_end(visitor)
-            while len(self._overlay) > self._overlay_size:
-                self._overlay.popitem(last=False)
-        return True
-
-    def similar_items(self, item_id: str, n: int) -> list[tuple[str, float]]:
-        """The ``n`` items whose factors are closest (cosine) to ``item_id``'s."""
-        index = self._item_index.get(item_id)
-        if index is None:
-            return []
-        scores = self._unit_items @ self._unit_items[index]
-        return _top_scores(scores, n, np.array([index]), self._items)
-
     def _visitor(self, visitor: str) -> _Visitor | None:
-        with self._lock:
-            folded = self._overlay.get(visitor)
-            if folded is not None:
-                self._overlay.move_to_end(visitor)
-                return folded
         index = self._visitor_index.get(visitor)
         if index is None:
             return None
@@ -266,7 +224,7 @@ class CollaborativeModel:
         return write_model(cf_root(data_dir), self.manifest, arrays, ids, keep=keep)
 
     @classmethod
-    def load(cls, directory: Path, *, overlay_size: int = DEFAULT_OVERLAY) -> CollaborativeModel:
+    def load(cls, directory: Path) -> CollaborativeModel:
         """A saved version; ``ConfigError`` if it is missing or damaged."""
         files = read_model(directory)
         arrays = files.arrays
@@ -275,26 +233,21 @@ class CollaborativeModel:
             (files.visitors, files.items),
             (arrays["user_factors"], arrays["item_factors"]),
             (arrays["seen_indptr"], arrays["seen_indices"]),
-            overlay_size=overlay_size,
         )
 
 
-def load_current(
-    data_dir: Path, *, overlay_size: int = DEFAULT_OVERLAY
-) -> CollaborativeModel | None:
+def load_current(data_dir: Path) -> CollaborativeModel | None:
     """The current saved model under ``data_dir``, or None when none was saved yet."""
     directory = current_dir(data_dir)
     if directory is None:
         return None
-    return CollaborativeModel.load(directory, overlay_size=overlay_size)
+    return CollaborativeModel.load(directory)
 
 
 def train_from_logs(
     config: Config,
     events_log: EventLog,
     batch_log: EventLog | None = None,
-    *,
-    overlay_size: int = DEFAULT_OVERLAY,
 ) -> CollaborativeModel:
     """Read the logs to their ends (bots left out) and fit ``config.recommend.cf``.
 
@@ -302,7 +255,7 @@ def train_from_logs(
     and swaps the model in when it returns.
     """
     interactions = read_interactions(config, events_log, batch_log)
-    model = CollaborativeModel.fit(interactions, config.recommend.cf, overlay_size=overlay_size)
+    model = CollaborativeModel.fit(interactions, config.recommend.cf)
     _logger.info(
         "recommend.cf_trained", version=model.version, seconds=model.manifest.train_seconds,
         visitors=model.manifest.visitors, items=model.manifest.items,

@@ -30,7 +30,7 @@ import numpy as np
 from hotshelf.config import RecommendConfig
 from hotshelf.errors import FieldProblem, NotFoundError, ValidationError
 from hotshelf.events import EventType, Item, StoredEvent
-from hotshelf.recommend._blend import Blended, Candidate, blend, fuse
+from hotshelf.recommend._blend import Blended, Candidate, blend, candidates, fuse
 from hotshelf.recommend._cache import ListCache
 from hotshelf.recommend._context import (
     Recommendation,
@@ -40,7 +40,13 @@ from hotshelf.recommend._context import (
 )
 from hotshelf.recommend._experiments import VariantAssigner, new_impression_id
 from hotshelf.recommend._interactions import visitor_key
-from hotshelf.recommend._postprocess import Eligibility, check_filters, diversify
+from hotshelf.recommend._postprocess import (
+    Eligibility,
+    check_filters,
+    diversify,
+    shortlist_size,
+    top_category,
+)
 from hotshelf.recommend._sources import (
     NeighbourCache,
     co_viewed,
@@ -55,8 +61,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CatalogLike", "Recommender", "StreamLike"]
 
-# Confidence of each history list when folding in a visitor the model has not seen.
-_FOLD_WEIGHTS = {"viewed": 1.0, "carted": 4.0, "bought": 8.0}
+# The event type behind each history list: folding a visitor in weighs its items by
+# ``recommend.cf.event_weights``, as training weighed them.
+_LIST_EVENTS = {"viewed": "view", "carted": "add_to_cart", "bought": "purchase"}
 # Visitors whose fresh purchases are remembered beyond the stream state's histories.
 _MAX_FRESH_VISITORS = 100_000
 
@@ -109,6 +116,8 @@ class Recommender:
         items = budget // 4 // ListCache.entry_bytes(config.candidates)
         self.neighbours = NeighbourCache(items) if items else None
         self.model: CollaborativeModel | None = None
+        weights = config.cf.event_weights
+        self._fold_weights = {name: weights.get(kind, 0.0) for name, kind in _LIST_EVENTS.items()}
         self._fresh: OrderedDict[str, dict[str, int]] = OrderedDict()  # visitor -> bought
         self._fresh_lock = threading.Lock()
 
@@ -132,9 +141,8 @@ class Recommender:
             if stop() or self.model is not model:
                 break
             if self.cache.visitor_list(visitor, model.version, count=False) is None:
-                found = model.recommend(visitor, n)
-                candidates = [Candidate(item, score, "cf") for item, score in found]
-                self.cache.put_visitor(visitor, model.version, candidates)
+                found = candidates(model.recommend(visitor, n), "cf")
+                self.cache.put_visitor(visitor, model.version, found)
                 made += 1
         return made
 
@@ -239,7 +247,7 @@ class Recommender:
             if history is None:
                 continue
             bought.update(history.bought)
-            for name, weight in _FOLD_WEIGHTS.items():
+            for name, weight in self._fold_weights.items():
                 for item in getattr(history, name):
                     recent[item] = max(recent.get(item, 0.0), weight)
         return _Gathered(seeds, bought, recent, generic, co, own)
@@ -268,9 +276,9 @@ class Recommender:
             found = model.recommend_for_items(recent, n)
         else:
             return []
-        candidates = [Candidate(item, score, "cf") for item, score in found]
-        self.cache.put_visitor(visitor, model.version, candidates)
-        return candidates
+        listed = candidates(found, "cf")
+        self.cache.put_visitor(visitor, model.version, listed)
+        return listed
 
     def _routes(
         self, request: RecommendRequest, gathered: _Gathered, n: int, excluded: set[str]
@@ -306,7 +314,7 @@ class Recommender:
         excluded: set[str],
     ) -> _Chosen:
         eligibility = Eligibility(request.filters, excluded)
-        wanted = max(2 * k, k + 10)
+        wanted = shortlist_size(k)
         pool: list[Blended] = []
         items: dict[str, Item] = {}
         start = 0
@@ -321,7 +329,7 @@ class Recommender:
         vectors = None
         if diversity > 0 and pool and self.embeddings is not None and self.embeddings.store:
             vectors = np.asarray(self.embeddings.lookup([b.item_id for b in pool]).vectors)
-        groups = [_top_category(items[b.item_id]) for b in pool]
+        groups = [top_category(items[b.item_id]) for b in pool]
         order = diversify(pool, k, diversity, vectors=vectors, groups=groups)
         return _Chosen(order, items)
 
@@ -350,10 +358,6 @@ class _Gathered(NamedTuple):
 class _Chosen(NamedTuple):
     order: list[Blended]
     items: dict[str, Item]  # the catalog entries of every candidate and seed
-
-
-def _top_category(item: Item) -> str | None:
-    return item.category[0] if item.category else None
 
 
 def _reason(chosen: Blended, items: Mapping[str, Item], request: RecommendRequest) -> str:

@@ -118,7 +118,7 @@ class Interactions:
 
     def recent_items(self, visitor: str, limit: int) -> dict[str, float]:
         """The visitor's ``limit`` most recently engaged items, oldest first, each with
-        its weight summed over all the visitor's events: what ``fold_in`` takes."""
+        its weight summed over all the visitor's events: what ``recommend_for_items`` takes."""
         index = self.visitor_index.get(visitor)
         if index is None or limit < 1:
             return {}

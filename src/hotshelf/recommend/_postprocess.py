@@ -21,9 +21,19 @@ from hotshelf.events import Availability, Item
 from hotshelf.recommend._blend import Blended
 from hotshelf.recommend._context import Filters
 
-__all__ = ["Eligibility", "check_filters", "diversify"]
+__all__ = ["Eligibility", "check_filters", "diversify", "shortlist_size", "top_category"]
 
 _SHOWABLE = frozenset({Availability.IN_STOCK, Availability.PREORDER})
+
+
+def shortlist_size(k: int) -> int:
+    """How many eligible candidates diversity chooses ``k`` from."""
+    return max(2 * k, k + 10)
+
+
+def top_category(item: Item) -> str | None:
+    """The most general level of the item's category path: diversity's fallback group."""
+    return item.category[0] if item.category else None
 
 
 def check_filters(filters: Filters | None, max_categories: int) -> None:

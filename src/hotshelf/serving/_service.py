@@ -31,7 +31,9 @@ from hotshelf.events import (
 )
 from hotshelf.log import VerifyReport
 from hotshelf.monitoring import Metrics, get_logger
+from hotshelf.recommend import impression_event
 from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, decode_json, parse_query
+from hotshelf.serving._recommend import decode_request
 from hotshelf.serving._schemas import (
     Bots,
     Damage,
@@ -336,9 +338,6 @@ class Service:
     async def recommend(self, body: bytes, content_type: str | None) -> Recommendations:
         """``POST /v1/recommend``: the list, computed off the event loop and logged as an
         impression (the append is not awaited: the answer does not wait for the disk)."""
-        from hotshelf.recommend._experiments import impression_event
-        from hotshelf.serving._recommend import decode_request
-
         _require_json(content_type, "recommendation requests")
         runner = self._recommend_runner()
         request = decode_request(body)
