@@ -8,14 +8,15 @@ the Redis outages live in ``test_store_chaos.py``, the remote read count in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from hotshelf.embeddings import Fetch, LocalTier, MmapTier, TwoTierStore
+from hotshelf.embeddings import Fetch, FoundMask, LocalTier, MmapTier, TwoTierStore, Vectors
 from hotshelf.errors import ConfigError, UnavailableError
 from tests.embeddings.data import DIM, keyed, wait_idle
 
@@ -140,6 +141,43 @@ def test_the_async_read_answers_the_same(store: TwoTierStore) -> None:
     degraded = asyncio.run(store.aget_many(HOT[:2] + COLD[15:17]))
     assert degraded.degraded
     assert degraded.found.tolist() == [True, True, False, False]
+
+
+class _GatedTier(MmapTier):
+    """A remote whose reads wait until the test opens the gate."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, DIM, fsync=False)
+        self.gate = threading.Event()
+        self.reading = threading.Event()
+
+    def get_many(self, keys: Sequence[str]) -> tuple[Vectors, FoundMask]:
+        self.reading.set()
+        self.gate.wait(10)
+        return super().get_many(keys)
+
+
+def test_a_cancelled_async_read_frees_its_slot_and_breaks_nothing(tmp_path: Path) -> None:
+    remote = _GatedTier(tmp_path)
+    remote.put_many(COLD, keyed(COLD))
+    with TwoTierStore(LocalTier(DIM, 100), remote, remote_deadline_ms=10_000) as store:
+
+        async def cancel_while_reading() -> None:
+            task = asyncio.ensure_future(store.aget_many(COLD[:3]))
+            await asyncio.get_running_loop().run_in_executor(None, remote.reading.wait, 10)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancel_while_reading())
+        remote.gate.set()  # the read ends after its request gave up on it
+        wait_idle(store)
+        assert store.stats()["in_flight"] == 0
+        fetch = store.get_many(COLD[3:6])  # the I/O threads still serve
+        assert fetch.found.all()
+        _check_values(fetch, COLD[3:6])
+        again = asyncio.run(store.aget_many(COLD[:3]))
+        assert again.found.all()
 
 
 def test_empty_requests_do_no_work(store: TwoTierStore) -> None:

@@ -3,7 +3,7 @@
 Memory is one preallocated, contiguous float32 matrix of ``capacity`` rows (committed
 at construction, so no write pays a page fault later), a ``dict`` from key to row, and
 rows freed by deletes on a free list; nothing grows past ``capacity``. A 50-key read
-is one dict lookup per key and ONE numpy fancy index, ``matrix[rows]``.
+is one dict lookup per key (in one C loop) and ONE numpy gather, ``matrix.take(rows)``.
 
 Eviction: TinyLFU admission over sampled-LFU eviction. Every read records its keys in
 a ``FrequencySketch`` (a count-min sketch halved every ``10 x capacity`` accesses, so
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,14 @@ _DEFAULT_SAMPLE = 8
 # Keys recorded by reads and not yet counted; beyond this, reads go uncounted until
 # the next write (only writes need the counts).
 _MAX_PENDING = 65_536
+
+
+def _stored_rows(index: dict[str, int], keys: Sequence[str]) -> npt.NDArray[np.intp]:
+    """The rows of ``keys``, every one stored (else ``KeyError``): the lookups run in
+    one C loop (``itemgetter``), ~2x faster than a comprehension of ``dict.get``."""
+    if len(keys) == 1:
+        return np.array([index[keys[0]]], dtype=np.intp)
+    return np.array(itemgetter(*keys)(index), dtype=np.intp)
 
 
 class LocalTier(EmbeddingTier):
@@ -129,16 +138,17 @@ class LocalTier(EmbeddingTier):
         For a caller that answers a partial hit from another tier anyway: it skips
         copying rows it would throw away.
         """
+        n = len(keys)
         with self._lock:
             index = self._index
-            row_list = [index.get(key, -1) for key in keys]
             if self._pending_keys < _MAX_PENDING:
                 self._pending.append(keys)
-                self._pending_keys += len(keys)
-            misses = row_list.count(-1)
-            if misses:
-                return None, len(row_list) - misses
-            return self._matrix[np.array(row_list, dtype=np.intp)], len(row_list)
+                self._pending_keys += n
+            try:
+                rows = _stored_rows(index, keys)
+            except KeyError:
+                return None, sum(key in index for key in keys)
+            return self._matrix.take(rows, axis=0), n
 
     def put_many(self, keys: Sequence[str], vectors: npt.ArrayLike) -> None:
         """Update stored keys in place; offer new ones to the admission policy, which

@@ -130,11 +130,13 @@ class RedisTier(EmbeddingTier):
 
     def _decode(self, values: list[bytes | None]) -> tuple[Vectors, FoundMask]:
         n, size = len(values), self._row_bytes
+        if None not in values:
+            joined = b"".join(values)  # type: ignore[arg-type]
+            if len(joined) == n * size and set(map(len, values)) == {size}:  # type: ignore[arg-type]
+                # the common case: one join, one read-only view, no zero fill
+                block = np.frombuffer(joined, dtype=_WIRE)
+                return block.reshape(n, self._dim), np.ones(n, dtype=np.bool_)
         missing = values.count(None)
-        if not missing and set(map(len, values)) == {size}:  # type: ignore[arg-type]
-            # the common case: one join, one read-only view, no zero fill
-            block = np.frombuffer(b"".join(values), dtype=_WIRE)  # type: ignore[arg-type]
-            return block.reshape(n, self._dim), np.ones(n, dtype=np.bool_)
         good = [i for i, value in enumerate(values) if value is not None and len(value) == size]
         bad = n - len(good) - missing
         if bad:
