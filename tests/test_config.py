@@ -42,6 +42,7 @@ def test_config_env_var_names_the_file(tmp_path: Path) -> None:
         (["server.port=notanumber"], "port"),
         (["log.backend=kafka"], "backend"),
         (["novalue"], "section.key=value"),
+        (["server.blas_threads=0"], "blas_threads"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: list[str], needle: str) -> None:

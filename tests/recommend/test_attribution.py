@@ -3,6 +3,7 @@ windows, duplicates, replay and the memory bound."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from hotshelf.config import ExperimentsConfig, VariantConfig
 from hotshelf.events import EventType, StoredEvent
 from hotshelf.recommend import Recommendation, Recommendations, RecommendRequest, Route
-from hotshelf.recommend._attribution import Attribution
+from hotshelf.recommend._attribution import Attribution, _Impression
 from hotshelf.recommend._experiments import impression_event
 from hotshelf.recommend._online_metrics import ImpressionMetrics, OnlineMetrics, RouteMetrics
 
@@ -274,6 +275,18 @@ def test_memory_is_bounded_oldest_first() -> None:
     assert metrics.totals.impressions == 5
     assert metrics.totals.clicks == 1  # i2: imp0 and imp1 were forgotten
     assert metrics.impressions_remembered == 3
+
+
+def test_remembered_lists_cost_the_cyclic_gc_nothing() -> None:
+    # a server keeps up to max_impressions of them: tracked, they made every full
+    # collection (a pause for every request in flight) grow with the count
+    attribution = Attribution(CONFIG)
+    attribution.apply_many(
+        [shown(f"imp{i}", ["i1", "i2"], cookie=f"c{i}", at=T0 + i) for i in range(50)]
+    )
+    attribution.apply(act(EventType.CLICK, "i1", at=T0 + MIN, cookie="c3"))
+    assert attribution.snapshot().totals.clicks == 1
+    assert not [o for o in gc.get_objects() if isinstance(o, _Impression)]
 
 
 def test_lists_past_the_horizon_are_forgotten() -> None:

@@ -40,6 +40,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Final, TypeGuard
 
+import msgspec
+
 from hotshelf.config import ExperimentsConfig
 from hotshelf.events import EventType, StoredEvent
 from hotshelf.recommend._online_metrics import (
@@ -61,23 +63,24 @@ _UNKNOWN_ROUTE: Final = "unknown"  # an item whose route the impression does not
 _CLICKED, _CONVERTED = 1 << CLICK, 1 << PURCHASE
 
 
-class _Impression:
-    """A remembered served list. ``credited`` holds a bit per kind per item once credited."""
+class _Impression(msgspec.Struct, gc=False):
+    """A remembered served list. ``credited`` holds a bit per kind per item once credited.
 
-    __slots__ = ("credited", "flags", "id", "items", "keys", "routes", "seq", "t", "variant")
+    Not tracked by the cyclic GC (``gc=False``: it holds only strings, ints, tuples of
+    strings and a bytearray, so it can never be part of a cycle). A server keeps up to
+    ``max_impressions`` of them; tracked, 200,000 made every full collection ~110 ms
+    (a stall for every request in flight), untracked ~20 ms.
+    """
 
-    def __init__(
-        self, event_id: str, t: int, seq: int, variant: str, items: tuple[str, ...]
-    ) -> None:
-        self.id = event_id
-        self.t = t
-        self.seq = seq
-        self.variant = variant
-        self.items = items
-        self.routes: tuple[str, ...] = ()
-        self.keys: tuple[str, ...] = ()
-        self.credited: bytearray | None = None
-        self.flags = 0  # _CLICKED / _CONVERTED once any item was
+    id: str
+    t: int
+    seq: int
+    variant: str
+    items: tuple[str, ...]
+    routes: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    credited: bytearray | None = None
+    flags: int = 0  # _CLICKED / _CONVERTED once any item was
 
 
 def _visitor_keys(event: StoredEvent) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
+from threadpoolctl import threadpool_limits
+
 from hotshelf.config import Config
 from hotshelf.errors import UnavailableError
 from hotshelf.monitoring import configure_logging
@@ -25,6 +27,8 @@ def run_server(config: Config, *, on_listen: Callable[[str], None] | None = None
 
     configure_logging(config.logging)
     server_cfg = config.server
+    # process-wide for as long as the server runs (training narrows it further)
+    threadpool_limits(server_cfg.blas_threads, user_api="blas")
     uv_config = uvicorn.Config(
         create_app(config),
         host=server_cfg.host,

@@ -54,12 +54,11 @@ from hotshelf.stream._lane import LANE_TOPICS, BotFilterLike, Lane
 from hotshelf.stream._merge import Source, TopicMerge
 from hotshelf.stream._partition import Partition, check_partition, partition_config
 from hotshelf.stream._snapshot import (
-    SNAPSHOT_VERSION,
     LaneSnapshot,
-    Snapshot,
     SnapshotStorage,
     SnapshotStore,
     decode_snapshot,
+    encode_lane,
     encode_snapshot,
     settings_fingerprint,
 )
@@ -161,6 +160,8 @@ class StreamProcessor:
         self._batch_share = config.stream.batch_min_share
         self._batch_busy = False
         self._since_snapshot = 0
+        # per lane: the offsets of its last encoding and its bytes (``_encoded_lane``)
+        self._encoded_lanes: dict[str, tuple[dict[str, int], msgspec.Raw]] = {}
         self._snapshot_ms = 0  # how long the last snapshot took
         self._last_snapshot_ms = self._clock()
         self._closed = False
@@ -323,9 +324,20 @@ class StreamProcessor:
 
     def _encoded(self) -> bytes:
         with _gc_paused():
-            lanes = {lane.name: LaneSnapshot(**lane.snapshot_parts()) for lane in self.lanes}
-            snapshot = Snapshot(version=SNAPSHOT_VERSION, settings=self._settings, lanes=lanes)
-            return encode_snapshot(snapshot)
+            lanes = {lane.name: self._encoded_lane(lane) for lane in self.lanes}
+            return encode_snapshot(self._settings, lanes)
+
+    def _encoded_lane(self, lane: Lane) -> msgspec.Raw:
+        """The lane's snapshot bytes: those of the last snapshot while the lane has
+        applied nothing since (its state is a function of the records it applied, so
+        the same offsets mean the same bytes), else encoded anew, piece by piece. A bulk
+        import's lane is then encoded once, not at every snapshot of the live lane."""
+        offsets = lane.offsets()
+        kept = self._encoded_lanes.get(lane.name)
+        if kept is None or kept[0] != offsets:
+            kept = (offsets, encode_lane(lane.snapshot_parts()))
+            self._encoded_lanes[lane.name] = kept
+        return kept[1]
 
     def snapshot(self) -> int:
         """Write a snapshot, then commit the consumers to its offsets; returns its size.

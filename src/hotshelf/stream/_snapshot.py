@@ -40,6 +40,7 @@ __all__ = [
     "SnapshotStorage",
     "SnapshotStore",
     "decode_snapshot",
+    "encode_lane",
     "encode_snapshot",
     "settings_fingerprint",
 ]
@@ -83,11 +84,45 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     lanes: dict[str, LaneSnapshot]
 
 
+class _EncodedSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """``Snapshot`` with its lanes already encoded: the same fields in the same order,
+    so the same bytes."""
+
+    version: int
+    settings: str
+    lanes: dict[str, msgspec.Raw]
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Snapshot)
+# How deep each lane part is split into separately encoded pieces (see encode_lane).
+_PIECE_DEPTH = {"bots": 1, "state": 1}
 
 
-def encode_snapshot(snapshot: Snapshot) -> bytes:
+def encode_lane(parts: dict[str, Any]) -> msgspec.Raw:
+    """One lane's snapshot (``LaneSnapshot(**parts)``), encoded piece by piece.
+
+    Each table of the lane's stream state and bot filter is its own encoder call, and
+    the pieces are spliced in as ``msgspec.Raw``: the bytes are exactly those of
+    encoding the lane in one call, but no single C call holds the GIL for long, so a
+    server's requests get their turn between pieces (a 200,000-event lane: ~18 ms as
+    one call, at most ~6 ms per piece).
+    """
+    pieces = {name: _in_pieces(value, _PIECE_DEPTH.get(name, 0)) for name, value in parts.items()}
+    return msgspec.Raw(_encoder.encode(LaneSnapshot(**pieces)))
+
+
+def _in_pieces(value: Any, depth: int) -> Any:
+    if depth == 0 or not isinstance(value, dict):
+        return value
+    if depth == 1:
+        return {key: msgspec.Raw(_encoder.encode(item)) for key, item in value.items()}
+    return {key: _in_pieces(item, depth - 1) for key, item in value.items()}
+
+
+def encode_snapshot(settings: str, lanes: dict[str, msgspec.Raw]) -> bytes:
+    """The snapshot of lanes encoded by ``encode_lane``."""
+    snapshot = _EncodedSnapshot(version=SNAPSHOT_VERSION, settings=settings, lanes=lanes)
     return _encoder.encode(snapshot)
 
 
