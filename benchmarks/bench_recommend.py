@@ -1,6 +1,6 @@
 """``POST /v1/recommend`` under open-loop load, per route, up to saturation.
 
-    python -m benchmarks.bench_recommend [--only load,cache,evaluate] [--events 200000]
+    python -m benchmarks.bench_recommend [--only load,cache,ingest,evaluate] [--events 200000]
         [--items 2000] [--rates 250,500,750,1000,1500]
         [--route-rates 250,1000] [--duration 10] [--out FILE]
 
@@ -25,6 +25,11 @@ precomputed lists off (``recommend.precompute_memory_mb=0``): every list compute
 request. The ratios to the cached run are the "no cliff" numbers: what an empty cache
 costs.
 
+``ingest``: the mixed requests at 250 and 500/s on a fresh server, alone and while
+simulated shoppers' events stream in over ``POST /v1/events`` at the same time
+(``INGEST_RATE`` requests/s of ``BATCH`` events: 5,000 events/s, every event new):
+what processing a live clickstream costs the recommendation tail.
+
 ``evaluate``: ``hotshelf evaluate`` (all datasets), its table as JSON.
 
 JSON on stdout (and in ``--out``). Latency counts from each request's due time.
@@ -40,18 +45,21 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from benchmarks._cli import add_only_option, run_and_report, run_header
-from benchmarks._loadgen import OpenLoopSpec
+from benchmarks._loadgen import PLACEHOLDER, OpenLoopSpec
 from benchmarks._servers import hotshelf_serve_command, open_loop_in_process, running_server
+from benchmarks.bench_ingest import BATCH, make_bodies
 from hotshelf.testing import free_port
 
-SECTIONS = ("load", "cache", "evaluate")
+SECTIONS = ("load", "cache", "ingest", "evaluate")
 K = 20
 MIXES = ("new", "returning", "browsing", "mixed")
 SETTLE_S = 15.0
+INGEST_RATE = 50.0  # requests/s of BATCH events each, in the ingest section
 
 
 def _hotshelf(*args: str) -> None:
@@ -165,6 +173,39 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
     return out
 
 
+def _event_bodies(n: int) -> list[bytes]:
+    """``n`` JSON arrays of ``BATCH`` simulated events each, every event id unique."""
+    ndjson, _ = make_bodies(n)
+    return [b"[" + body.replace(PLACEHOLDER, b"%012x" % i).replace(b"\n", b",") + b"]"
+            for i, body in enumerate(ndjson)]  # fmt: skip
+
+
+def ingest_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Namespace
+                   ) -> dict[str, Any]:  # fmt: skip
+    """Mixed requests at 250 and 500/s, alone and with events arriving alongside."""
+    per_rate = int(INGEST_RATE * args.duration)
+    events = _event_bodies(2 * per_rate)
+    port = free_port()
+    cmd = hotshelf_serve_command(port, str(store), ["log.fsync=false"])
+    out: dict[str, Any] = {"events_per_s": INGEST_RATE * BATCH, "rates": {}}
+    with running_server(cmd, port, timeout_s=600) as server, ThreadPoolExecutor(1) as pool:
+        time.sleep(SETTLE_S)
+        _measured(server, port, bodies["mixed"][:300], 100, 3)  # warm-up
+        for n, rate in enumerate((250.0, 500.0)):
+            alone = _measured(server, port, bodies["mixed"], rate, args.duration)
+            posts = [("POST", "/v1/events", body)
+                     for body in events[n * per_rate : (n + 1) * per_rate]]  # fmt: skip
+            feeding = pool.submit(_run_load, port, posts, INGEST_RATE, args.duration)
+            together = _measured(server, port, bodies["mixed"], rate, args.duration)
+            out["rates"][str(int(rate))] = {
+                "alone": alone,
+                "with_ingest": together,
+                "ingest": feeding.result(),
+                "p99_with_vs_alone": round(together["p99_ms"] / max(alone["p99_ms"], 1e-9), 2),
+            }
+    return out
+
+
 def evaluate_section() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evaluate.json"
@@ -196,6 +237,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               for q in ("p50_ms", "p99_ms", "server_cpu_s")}
                         for mix in MIXES
                     }  # fmt: skip
+    if "ingest" in args.only:
+        with tempfile.TemporaryDirectory(prefix="hotshelf-bench-rec-") as tmp:
+            events_file = build_store(Path(tmp), args.events, args.items)
+            out["ingest"] = ingest_section(Path(tmp) / "store", request_bodies(events_file), args)
     if "evaluate" in args.only:
         out["evaluate"] = evaluate_section()
     return out

@@ -353,6 +353,10 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_items: int = 5  # most recent session items that seed "browsing now"
     exclude_bought_s: float = 30 * 86400.0  # never recommend what was bought this recently
     precompute_memory_mb: int = 64  # budget for precomputed per-user and per-segment lists
+    # While events keep arriving in a segment, its generic list is rebuilt in the
+    # background about every half of this, and a request is never given one built
+    # longer ago (0: rebuilt on the request that finds it stale)
+    segment_refresh_s: float = 2.0
     max_filter_categories: int = 32
     cf: CollaborativeConfig = msgspec.field(default_factory=CollaborativeConfig)
     experiments: ExperimentsConfig = msgspec.field(default_factory=ExperimentsConfig)
@@ -370,8 +374,9 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("recommend.trending_weight and history_weight must be >= 0")
         if not 0 <= self.diversity <= 1 or not 0 <= self.co_engagement_weight <= 1:
             raise ValueError("recommend.diversity and co_engagement_weight lie in [0, 1]")
-        if self.exclude_bought_s < 0 or self.precompute_memory_mb < 0:
-            raise ValueError("recommend.exclude_bought_s and precompute_memory_mb must be >= 0")
+        for name in ("exclude_bought_s", "precompute_memory_mb", "segment_refresh_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"recommend.{name} must be >= 0")
 
 
 class LoggingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -20,6 +20,15 @@ def _size(n: int) -> int:
     return ENTRY_OVERHEAD + CANDIDATE_BYTES * n
 
 
+NOW = 1_700_000_000_000
+
+
+def _fresh(cache: ListCache, location: str | None, device: str | None) -> list[Candidate] | None:
+    """The kept list if it reflects every event seen (``max_age_ms=0``: stale is a miss)."""
+    kept = cache.segment_list(location, device, NOW, 0)
+    return None if kept is None else kept.candidates
+
+
 # -- visitors -----------------------------------------------------------------------------
 
 
@@ -54,9 +63,9 @@ def test_invalidate_visitor() -> None:
 
 def test_invalidating_a_visitor_leaves_segments_alone() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment("paris", None, _list("a"), built_at={}, source=("paris", None))
+    cache.put_segment("paris", None, _list("a"), built_at={}, source=("paris", None), built_ms=NOW)
     cache.invalidate_visitor("paris")
-    assert cache.segment_list("paris", None) == _list("a")
+    assert _fresh(cache, "paris", None) == _list("a")
 
 
 def test_putting_again_replaces_without_double_counting() -> None:
@@ -74,13 +83,18 @@ def test_putting_again_replaces_without_double_counting() -> None:
 def test_a_segment_list_is_stale_once_an_event_at_or_past_its_offsets_is_seen() -> None:
     cache = ListCache(budget_bytes=10_000)
     cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile")
+        "paris",
+        "mobile",
+        _list("a"),
+        built_at={"events": 100},
+        source=("paris", "mobile"),
+        built_ms=NOW,
     )
     cache.note_event("events", 99, "paris", "mobile")  # already reflected in the list
     cache.note_event("catalog", 500, "paris", "mobile")  # a topic the list did not read
-    assert cache.segment_list("paris", "mobile") == _list("a")
+    assert _fresh(cache, "paris", "mobile") == _list("a")
     cache.note_event("events", 100, "paris", "mobile")
-    assert cache.segment_list("paris", "mobile") is None
+    assert _fresh(cache, "paris", "mobile") is None
     stats = cache.stats()
     assert (stats.hits, stats.misses, stats.invalidations, stats.entries) == (1, 1, 1, 0)
 
@@ -88,67 +102,114 @@ def test_a_segment_list_is_stale_once_an_event_at_or_past_its_offsets_is_seen() 
 def test_every_topic_the_list_was_built_from_counts() -> None:
     cache = ListCache(budget_bytes=10_000)
     built_at = {"events": 100, "catalog": 7}
-    cache.put_segment("paris", "mobile", _list("a"), built_at=built_at, source=("paris", "mobile"))
+    cache.put_segment(
+        "paris", "mobile", _list("a"), built_at=built_at, source=("paris", "mobile"), built_ms=NOW
+    )
     cache.note_event("catalog", 7, "paris", "mobile")
-    assert cache.segment_list("paris", "mobile") is None
+    assert _fresh(cache, "paris", "mobile") is None
 
 
 def test_an_event_seen_before_the_put_but_not_reflected_makes_the_list_stale() -> None:
     cache = ListCache(budget_bytes=10_000)
     cache.note_event("events", 150, "paris", "mobile")
     cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile")
+        "paris",
+        "mobile",
+        _list("a"),
+        built_at={"events": 100},
+        source=("paris", "mobile"),
+        built_ms=NOW,
     )
-    assert cache.segment_list("paris", "mobile") is None
+    assert _fresh(cache, "paris", "mobile") is None
+
+
+def test_a_stale_segment_list_is_handed_out_until_it_is_max_age_old() -> None:
+    cache = ListCache(budget_bytes=10_000)
+    cache.put_segment(
+        "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"),
+        built_ms=NOW,
+    )  # fmt: skip
+    kept = cache.segment_list("paris", "mobile", NOW + 500, 1000)
+    assert kept is not None
+    assert (kept.candidates, kept.stale, kept.built_ms) == (_list("a"), False, NOW)
+    cache.note_event("events", 100, "paris", "mobile")
+    kept = cache.segment_list("paris", "mobile", NOW + 999, 1000)
+    assert kept is not None
+    assert (kept.candidates, kept.stale) == (_list("a"), True)  # stale, still young enough
+    assert cache.segment_list("paris", "mobile", NOW + 1000, 1000) is None  # too old: a miss
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.invalidations, stats.entries) == (2, 1, 1, 0)
+
+
+def test_a_list_that_saw_no_event_is_kept_however_old() -> None:
+    cache = ListCache(budget_bytes=10_000)
+    cache.put_segment(
+        "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"),
+        built_ms=NOW,
+    )  # fmt: skip
+    kept = cache.segment_list("paris", "mobile", NOW + 86_400_000, 1000)
+    assert kept is not None
+    assert not kept.stale
 
 
 def test_events_of_other_segments_leave_a_list_valid() -> None:
     cache = ListCache(budget_bytes=10_000)
     cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 10}, source=("paris", "mobile")
+        "paris",
+        "mobile",
+        _list("a"),
+        built_at={"events": 10},
+        source=("paris", "mobile"),
+        built_ms=NOW,
     )
     cache.note_event("events", 50, "paris", "desktop")
     cache.note_event("events", 51, "london", "mobile")
     cache.note_event("events", 52, None, None)
-    assert cache.segment_list("paris", "mobile") == _list("a")
+    assert _fresh(cache, "paris", "mobile") == _list("a")
 
 
 def test_a_list_from_a_location_roll_up_is_stale_after_any_event_there() -> None:
     cache = ListCache(budget_bytes=10_000)
     cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 10}, source=("paris", None)
+        "paris", "mobile", _list("a"), built_at={"events": 10}, source=("paris", None), built_ms=NOW
     )
     cache.note_event("events", 50, "london", "mobile")  # another location
-    assert cache.segment_list("paris", "mobile") == _list("a")
+    assert _fresh(cache, "paris", "mobile") == _list("a")
     cache.note_event("events", 51, "paris", "desktop")  # same location, other device
-    assert cache.segment_list("paris", "mobile") is None
+    assert _fresh(cache, "paris", "mobile") is None
 
 
 def test_a_list_from_a_device_roll_up_is_stale_after_any_event_on_that_device() -> None:
     cache = ListCache(budget_bytes=10_000)
     cache.put_segment(
-        "lyon", "tablet", _list("a"), built_at={"events": 10}, source=(None, "tablet")
+        "lyon", "tablet", _list("a"), built_at={"events": 10}, source=(None, "tablet"), built_ms=NOW
     )
     cache.note_event("events", 50, "paris", "mobile")
-    assert cache.segment_list("lyon", "tablet") == _list("a")
+    assert _fresh(cache, "lyon", "tablet") == _list("a")
     cache.note_event("events", 51, "paris", "tablet")
-    assert cache.segment_list("lyon", "tablet") is None
+    assert _fresh(cache, "lyon", "tablet") is None
 
 
 def test_a_list_from_the_global_roll_up_is_stale_after_any_event() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(None, None, _list("a"), built_at={"events": 10}, source=(None, None))
-    cache.put_segment("oslo", "tv", _list("b"), built_at={"events": 10}, source=(None, None))
+    cache.put_segment(
+        None, None, _list("a"), built_at={"events": 10}, source=(None, None), built_ms=NOW
+    )
+    cache.put_segment(
+        "oslo", "tv", _list("b"), built_at={"events": 10}, source=(None, None), built_ms=NOW
+    )
     cache.note_event("events", 10, "paris", "mobile")
-    assert cache.segment_list(None, None) is None
-    assert cache.segment_list("oslo", "tv") is None
+    assert _fresh(cache, None, None) is None
+    assert _fresh(cache, "oslo", "tv") is None
 
 
 def test_a_list_built_from_nothing_is_never_stale() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment("paris", "mobile", _list("a"), built_at={}, source=("paris", "mobile"))
+    cache.put_segment(
+        "paris", "mobile", _list("a"), built_at={}, source=("paris", "mobile"), built_ms=NOW
+    )
     cache.note_event("events", 10**9, "paris", "mobile")
-    assert cache.segment_list("paris", "mobile") == _list("a")
+    assert _fresh(cache, "paris", "mobile") == _list("a")
 
 
 # -- budget -------------------------------------------------------------------------------
@@ -257,10 +318,15 @@ def test_concurrent_use_keeps_the_books_straight() -> None:
                     cache.invalidate_visitor(visitor)
                 else:
                     cache.put_segment(
-                        visitor, None, _list("s", "t"), built_at={"e": step}, source=(visitor, None)
+                        visitor,
+                        None,
+                        _list("s", "t"),
+                        built_at={"e": step},
+                        source=(visitor, None),
+                        built_ms=NOW,
                     )
                     cache.note_event("e", step, visitor, "mobile")
-                    cache.segment_list(visitor, None)
+                    _fresh(cache, visitor, None)
                     gets_per_thread[worker] += 1
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)

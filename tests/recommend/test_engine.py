@@ -83,18 +83,29 @@ def parts() -> Parts:
     return catalog, Stream(state), model
 
 
-def recommender(parts: Parts) -> Recommender:
+def recommender(
+    parts: Parts, segment_refresh_s: float = 2.0, offsets: dict[str, int] | None = None
+) -> Recommender:
+    """``offsets``: the stream state's next offsets, as the test moves them on."""
     catalog, stream, model = parts
-    engine = Recommender(Config().recommend, catalog, stream=stream, embeddings=None,
-                         offsets=lambda: {"events": 100})  # fmt: skip
+    config = msgspec.structs.replace(Config().recommend, segment_refresh_s=segment_refresh_s)
+    applied = offsets if offsets is not None else {"events": 100}
+    engine = Recommender(config, catalog, stream=stream, embeddings=None,
+                         offsets=lambda: dict(applied))  # fmt: skip
     engine.set_model(model)
     return engine
 
 
-def ask(engine: Recommender, **context: Any) -> list[tuple[str, Route, str]]:
+def ask(engine: Recommender, at: int = NOW_MS, **context: Any) -> list[tuple[str, Route, str]]:
     request = msgspec.convert({"cookie_id": "anon", **context}, RecommendRequest)
-    answer = engine.recommend(request, NOW_MS)
+    answer = engine.recommend(request, at)
     return [(i.item_id, i.route, i.reason) for i in answer.items]
+
+
+def _view(location: str | None = None, device: str | None = None) -> StoredEvent:
+    return StoredEvent(event_id="y", type=EventType.VIEW, ts_ms=NOW_MS, received_ms=NOW_MS,
+                       user_id="u4", cookie_id="c4", item_id="tools-1", location=location,
+                       device=device)  # fmt: skip
 
 
 def test_routes_follow_what_is_known_of_the_shopper(parts: Parts) -> None:
@@ -120,18 +131,58 @@ def test_what_a_visitor_bought_is_never_recommended(parts: Parts) -> None:
 
 
 def test_lists_are_cached_and_dropped_by_the_visitors_events(parts: Parts) -> None:
-    engine = recommender(parts)
+    engine = recommender(parts, segment_refresh_s=0)  # a stale segment list: rebuilt at once
     ask(engine, cookie_id="c4", user_id="u4")
     ask(engine, cookie_id="c4", user_id="u4")
     hits = engine.cache.stats().hits
     assert hits >= 2  # the visitor's list and the segment's list
-    view = StoredEvent(event_id="y", type=EventType.VIEW, ts_ms=NOW_MS, received_ms=NOW_MS,
-                       user_id="u4", cookie_id="c4", item_id="tools-1")  # fmt: skip
-    engine.observe("events", 100, view)
+    engine.observe("events", 100, _view())
     ask(engine, cookie_id="c4", user_id="u4")
     stats = engine.cache.stats()
     assert stats.invalidations >= 2  # both lists were built again
     assert stats.hits == hits
+
+
+def test_a_stale_segment_list_is_served_while_young_and_rebuilt_off_the_request(
+    parts: Parts,
+) -> None:
+    applied = {"events": 100}
+    engine = recommender(parts, segment_refresh_s=2.0, offsets=applied)
+    where = {"location": "Oslo", "device": "mobile", "k": 5}
+    first = ask(engine, **where)
+    engine.observe("events", 100, _view("Oslo", "mobile"))  # the list is stale from now
+    applied["events"] = 101  # and the state applies it
+
+    def kept_built_ms() -> int:
+        kept = engine.cache.segment_list("Oslo", "mobile", NOW_MS, 10_000)
+        assert kept is not None
+        return kept.built_ms
+
+    assert ask(engine, at=NOW_MS + 900, **where) == first  # young: served as it is
+    assert not engine.segments_due.is_set()
+    ask(engine, at=NOW_MS + 1_100, **where)  # past half its age: served, and due
+    assert engine.segments_due.is_set()
+    assert kept_built_ms() == NOW_MS  # neither request rebuilt it
+    assert engine.refresh_segments(NOW_MS + 1_200) == 1  # what the background thread does
+    assert kept_built_ms() == NOW_MS + 1_200
+    assert not engine.segments_due.is_set()
+    kept = engine.cache.segment_list("Oslo", "mobile", NOW_MS + 1_200, 0)
+    assert kept is not None
+    assert not kept.stale
+    assert engine.refresh_segments() == 0  # nothing due twice
+
+
+def test_a_request_never_gets_a_segment_list_older_than_the_refresh_time(parts: Parts) -> None:
+    applied = {"events": 100}
+    engine = recommender(parts, segment_refresh_s=2.0, offsets=applied)
+    where = {"location": "Oslo", "device": "mobile", "k": 5}
+    ask(engine, **where)
+    engine.observe("events", 100, _view("Oslo", "mobile"))
+    applied["events"] = 101
+    ask(engine, at=NOW_MS + 2_000, **where)  # no refresh ran: built here, on the request
+    kept = engine.cache.segment_list("Oslo", "mobile", NOW_MS + 2_000, 0)
+    assert kept is not None
+    assert kept.built_ms == NOW_MS + 2_000
 
 
 def test_missing_parts_skip_routes_never_fail(parts: Parts) -> None:

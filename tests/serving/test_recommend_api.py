@@ -254,6 +254,28 @@ def test_a_fresh_view_changes_browsing_now_within_a_second(api: Api) -> None:
     assert all("Cotton t-shirt model 6" in i["reason"] for i in found)
 
 
+def test_a_surge_reaches_its_segments_generic_picks_within_the_refresh_time(api: Api) -> None:
+    where = {"location": "Paris", "device": "desktop", "k": 30}
+    surged = item_id(next(iter(CATEGORIES)), ITEMS_PER_CATEGORY - 1)  # nobody viewed it yet
+    assert surged not in {i["item_id"] for i in recommend(api, cookie_id="p0", **where)["items"]}
+    views = [{"type": "view", "event_id": f"surge-{n}", "cookie_id": f"surger-{n}",
+              "session_id": f"surge-s{n}", "item_id": surged, "location": "Paris",
+              "device": "desktop", "timestamp": time.time(), "user_agent": AGENT,
+              "ip": f"10.9.{n}.1"} for n in range(12)]  # fmt: skip
+    started = time.monotonic()
+    assert api.client.post("/v1/events", content=ndjson(views), headers=NDJSON_TYPE).is_success
+
+    def listed() -> bool:
+        items = recommend(api, cookie_id="p1", **where)["items"]
+        return any(i["item_id"] == surged and i["route"] == "generic" for i in items)
+
+    wait_for(listed, 10)
+    # rebuilt in the background once the served list was half that old: a request only
+    # builds it itself once it is refresh_s old
+    refresh_s = api.app.service.config.recommend.segment_refresh_s
+    assert time.monotonic() - started < refresh_s
+
+
 # -- experiments and attribution --------------------------------------------------------
 
 

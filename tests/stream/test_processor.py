@@ -401,6 +401,46 @@ def test_queries_go_on_while_the_service_loop_writes_a_snapshot(
         processor.close()
 
 
+def test_a_waiting_query_gets_in_between_chunks_of_a_batch(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    fill(logs, simulated)
+    processor = StreamProcessor(config(tmp_path / "run"), logs.events, logs.catalog)
+    lane = processor.lanes[0]
+    apply = lane.apply
+    chunks: list[int] = []
+    first_chunk = threading.Event()
+
+    def counted_apply(max_records: int, received: list[int]) -> int:
+        done = apply(max_records, received)
+        chunks.append(done)
+        if len(chunks) == 1:  # a query arrives while the first chunk holds the lock
+            first_chunk.set()
+            deadline = time.monotonic() + 10
+            while not processor._queries_waiting and time.monotonic() < deadline:
+                time.sleep(0.001)
+        return done
+
+    lane.apply = counted_apply  # type: ignore[method-assign]
+    got_in_after: list[int] = []
+
+    def query() -> None:
+        first_chunk.wait(10)
+        with processor.reading():
+            got_in_after.append(len(chunks))
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    try:
+        applied = processor.run_once(max_records=1000)
+    finally:
+        thread.join(10)
+        processor.close(snapshot=False)
+    assert applied == 1000
+    assert len(chunks) == -(-1000 // 64)  # the batch went in chunks of 64
+    assert got_in_after == [1]  # right after the first, not after the whole batch
+
+
 # -- exactly once under redelivery, duplicates and restarts ------------------------------
 
 

@@ -7,7 +7,11 @@ that visitor is seen (``invalidate_visitor``) or the model changes; a segment's 
 remembers the stream offsets of the state it was built from and the segment it came
 from (itself, or a roll-up when the segment alone had too few items), and is stale
 once an event of that segment at or past those offsets has been seen
-(``note_event``). So a list is never older than the events that could change it.
+(``note_event``). A visitor's list is never older than the events that could change
+it. A stale segment list is still handed out while it is younger than the caller's
+``max_age_ms`` (marked stale, so the caller has it rebuilt off the request): under a
+live clickstream every segment is stale again within milliseconds of a rebuild, and
+rebuilding per request was a capacity cliff (see ``Recommender._generic``).
 
 The budget counts each entry's ids and scores (``ENTRY_OVERHEAD`` plus per item);
 the least recently used entries go first. A miss costs one list computation, the
@@ -25,7 +29,7 @@ import msgspec
 
 from hotshelf.recommend._blend import Candidate
 
-__all__ = ["CacheStats", "ListCache"]
+__all__ = ["CacheStats", "KeptSegment", "ListCache"]
 
 # Bytes per cached entry and per candidate in it (ids ~40 B, the struct, the key).
 ENTRY_OVERHEAD = 400
@@ -53,6 +57,15 @@ class _Entry(msgspec.Struct):
     built_at: dict[str, int]  # segments: per topic, the next offset its state reflected
     segment: Segment  # segments: the (possibly wider) segment the list came from
     size: int
+    built_ms: int = 0  # segments: when the list was built (epoch ms)
+
+
+class KeptSegment(msgspec.Struct, frozen=True):
+    """A segment's kept list: ``stale`` once an event it does not reflect was seen."""
+
+    candidates: list[Candidate]
+    stale: bool
+    built_ms: int
 
 
 class ListCache:
@@ -78,9 +91,24 @@ class ListCache:
         looks without counting a hit or a miss (precomputation)."""
         return self._get(("v", visitor), lambda entry: entry.version != version, count=count)
 
-    def segment_list(self, location: str | None, device: str | None) -> list[Candidate] | None:
-        """The segment's generic list, or None (a miss) when absent or stale."""
-        return self._get(("s", location, device), self._segment_stale)
+    def segment_list(
+        self, location: str | None, device: str | None, now_ms: int, max_age_ms: int
+    ) -> KeptSegment | None:
+        """The segment's generic list, stale or not while built less than ``max_age_ms``
+        ago; None (a miss) when absent, or stale and older."""
+        key = ("s", location, device)
+        with self._lock:
+            entry = self._entries.get(key)
+            stale = entry is not None and self._segment_stale(entry)
+            if entry is None or (stale and now_ms - entry.built_ms >= max_age_ms):
+                if entry is not None:
+                    self._drop(key)
+                    self._invalidations += 1
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return KeptSegment(entry.candidates, stale, entry.built_ms)
 
     def put_visitor(self, visitor: str, version: str, candidates: Sequence[Candidate]) -> None:
         self._put(("v", visitor), candidates, version=version)
@@ -93,10 +121,12 @@ class ListCache:
         *,
         built_at: dict[str, int],
         source: Segment,
+        built_ms: int,
     ) -> None:
-        """Keep a segment's list built from state reflecting offsets below ``built_at``,
-        taken from segment ``source`` (itself or a wider one)."""
-        self._put(("s", location, device), candidates, built_at=built_at, segment=source)
+        """Keep a segment's list built at ``built_ms`` from state reflecting offsets below
+        ``built_at``, taken from segment ``source`` (itself or a wider one)."""
+        key = ("s", location, device)
+        self._put(key, candidates, built_at=built_at, segment=source, built_ms=built_ms)
 
     def invalidate_visitor(self, visitor: str) -> None:
         """Drop the list kept for ``visitor``."""
@@ -136,6 +166,7 @@ class ListCache:
         version: str = "",
         built_at: dict[str, int] | None = None,
         segment: Segment = (None, None),
+        built_ms: int = 0,
     ) -> None:
         size = self.entry_bytes(len(candidates))
         with self._lock:
@@ -143,7 +174,7 @@ class ListCache:
                 self._drop(key)  # even when the new list is not kept: the old one is stale
             if size > self.budget_bytes:
                 return
-            entry = _Entry(list(candidates), version, built_at or {}, segment, size)
+            entry = _Entry(list(candidates), version, built_at or {}, segment, size, built_ms)
             self._entries[key] = entry
             self._bytes += size
             while self._bytes > self.budget_bytes:

@@ -6,7 +6,8 @@ the embedding service and the current collaborative model; one feed thread follo
 the events log and hands every event to attribution (the online metrics) and to the
 recommender (list invalidation, purchase exclusions); a trainer thread loads the
 saved model at start and, with ``recommend.cf.retrain_s``, retrains from the log and
-swaps the new model in. Served lists are appended to the events log as impressions.
+swaps the new model in; a segments thread rebuilds the generic lists that requests
+found stale. Served lists are appended to the events log as impressions.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class RecommendRunner:
         self.failure: BaseException | None = None
         self._stop = threading.Event()
         self._trainer = threading.Thread(target=self._train, name="hotshelf-cf", daemon=True)
+        self._segments = threading.Thread(
+            target=self._refresh_segments, name="hotshelf-segments", daemon=True
+        )
 
     def start(self) -> None:
         """Load the saved model (if any) now; retrain in the background when configured."""
@@ -93,6 +97,19 @@ class RecommendRunner:
         _logger.info("recommend.model_loaded", version=model.version if model else None)
         self.feed.start()
         self._trainer.start()
+        self._segments.start()
+
+    def _refresh_segments(self) -> None:
+        """Rebuild stale segment lists as requests report them, until ``close``."""
+        due = self.recommender.segments_due
+        while not self._stop.is_set():
+            if not due.wait(0.5):
+                continue
+            try:
+                self.recommender.refresh_segments()
+            except Exception:  # requests rebuild what is too old themselves meanwhile
+                _logger.exception("recommend.segment_refresh_failed")
+                self._stop.wait(1.0)
 
     def _train(self) -> None:
         """Precompute the current model's lists, then (``retrain_s``) retrain and again."""
@@ -144,5 +161,6 @@ class RecommendRunner:
     def close(self) -> None:
         self._stop.set()
         self.feed.close()
-        if self._trainer.is_alive():
-            self._trainer.join()
+        for thread in (self._trainer, self._segments):
+            if thread.is_alive():
+                thread.join()

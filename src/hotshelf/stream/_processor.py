@@ -102,6 +102,10 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# Records applied per hold of the query lock (~1 ms of work with the bot filter).
+_LOCK_CHUNK = 64
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -141,6 +145,8 @@ class StreamProcessor:
             group = f"{group}.{self.partition.name}"
         self._factory = bot_filter_factory
         self._lock = threading.RLock()
+        self._queries_waiting = 0  # queries blocked on the lock (``reading``)
+        self._waiting_lock = threading.Lock()
         self._writer: int | None = None  # the thread in run(): the state's only writer
         self._paths: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._catalog_log = catalog_log
@@ -272,10 +278,23 @@ class StreamProcessor:
         return applied
 
     def _step(self, lane: Lane, max_records: int, timeout_s: float) -> int:
+        """Poll, then apply in chunks of ``_LOCK_CHUNK`` records, taking the query lock
+        for each chunk and letting a waiting query in between: a query never waits out
+        a whole batch (1,000 records hold the state for ~15 ms)."""
         lane.poll(max_records, timeout_s)
         received: list[int] = []
-        with self._lock:
-            applied = lane.apply(max_records, received)
+        applied = 0
+        while applied < max_records:
+            with self._lock:
+                done = lane.apply(min(_LOCK_CHUNK, max_records - applied), received)
+            applied += done
+            if done < _LOCK_CHUNK:
+                break
+            if self._queries_waiting:
+                # Let it in: without this pause this thread takes the lock straight back
+                # before the woken query runs. Only then: a pause per chunk costs
+                # processing up to ~10% on this VM.
+                time.sleep(0)
         if received:
             lane.freshness.observe(self._clock(), received)
         return applied
@@ -365,8 +384,17 @@ class StreamProcessor:
     @contextlib.contextmanager
     def reading(self) -> Iterator[StateView]:
         """A view over the lanes' states, with processing held off while the block reads."""
-        with self._lock:
+        with self._waiting_lock:
+            self._queries_waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._queries_waiting -= 1
+        try:
             yield self._view
+        finally:
+            self._lock.release()
 
     @property
     def state(self) -> StreamState:
