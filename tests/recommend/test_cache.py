@@ -23,6 +23,19 @@ def _size(n: int) -> int:
 NOW = 1_700_000_000_000
 
 
+def _put(
+    cache: ListCache,
+    location: str | None,
+    device: str | None,
+    candidates: list[Candidate],
+    *,
+    built_at: dict[str, int],
+    source: tuple[str | None, str | None],
+) -> None:
+    """``put_segment`` of a list built at NOW."""
+    cache.put_segment(location, device, candidates, built_at=built_at, source=source, built_ms=NOW)
+
+
 def _fresh(cache: ListCache, location: str | None, device: str | None) -> list[Candidate] | None:
     """The kept list if it reflects every event seen (``max_age_ms=0``: stale is a miss)."""
     kept = cache.segment_list(location, device, NOW, 0)
@@ -63,7 +76,7 @@ def test_invalidate_visitor() -> None:
 
 def test_invalidating_a_visitor_leaves_segments_alone() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment("paris", None, _list("a"), built_at={}, source=("paris", None), built_ms=NOW)
+    _put(cache, "paris", None, _list("a"), built_at={}, source=("paris", None))
     cache.invalidate_visitor("paris")
     assert _fresh(cache, "paris", None) == _list("a")
 
@@ -82,14 +95,7 @@ def test_putting_again_replaces_without_double_counting() -> None:
 
 def test_a_segment_list_is_stale_once_an_event_at_or_past_its_offsets_is_seen() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "paris",
-        "mobile",
-        _list("a"),
-        built_at={"events": 100},
-        source=("paris", "mobile"),
-        built_ms=NOW,
-    )
+    _put(cache, "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"))
     cache.note_event("events", 99, "paris", "mobile")  # already reflected in the list
     cache.note_event("catalog", 500, "paris", "mobile")  # a topic the list did not read
     assert _fresh(cache, "paris", "mobile") == _list("a")
@@ -102,9 +108,7 @@ def test_a_segment_list_is_stale_once_an_event_at_or_past_its_offsets_is_seen() 
 def test_every_topic_the_list_was_built_from_counts() -> None:
     cache = ListCache(budget_bytes=10_000)
     built_at = {"events": 100, "catalog": 7}
-    cache.put_segment(
-        "paris", "mobile", _list("a"), built_at=built_at, source=("paris", "mobile"), built_ms=NOW
-    )
+    _put(cache, "paris", "mobile", _list("a"), built_at=built_at, source=("paris", "mobile"))
     cache.note_event("catalog", 7, "paris", "mobile")
     assert _fresh(cache, "paris", "mobile") is None
 
@@ -112,23 +116,19 @@ def test_every_topic_the_list_was_built_from_counts() -> None:
 def test_an_event_seen_before_the_put_but_not_reflected_makes_the_list_stale() -> None:
     cache = ListCache(budget_bytes=10_000)
     cache.note_event("events", 150, "paris", "mobile")
-    cache.put_segment(
-        "paris",
-        "mobile",
-        _list("a"),
-        built_at={"events": 100},
-        source=("paris", "mobile"),
-        built_ms=NOW,
-    )
+    _put(cache, "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"))
     assert _fresh(cache, "paris", "mobile") is None
 
 
-def test_a_stale_segment_list_is_handed_out_until_it_is_max_age_old() -> None:
+def _paris_mobile_at_100() -> ListCache:
+    """A cache holding Paris x mobile's list, built at NOW from offsets below 100."""
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"),
-        built_ms=NOW,
-    )  # fmt: skip
+    _put(cache, "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"))
+    return cache
+
+
+def test_a_stale_segment_list_is_handed_out_until_it_is_max_age_old() -> None:
+    cache = _paris_mobile_at_100()
     kept = cache.segment_list("paris", "mobile", NOW + 500, 1000)
     assert kept is not None
     assert (kept.candidates, kept.stale, kept.built_ms) == (_list("a"), False, NOW)
@@ -142,11 +142,7 @@ def test_a_stale_segment_list_is_handed_out_until_it_is_max_age_old() -> None:
 
 
 def test_a_list_that_saw_no_event_is_kept_however_old() -> None:
-    cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 100}, source=("paris", "mobile"),
-        built_ms=NOW,
-    )  # fmt: skip
+    cache = _paris_mobile_at_100()
     kept = cache.segment_list("paris", "mobile", NOW + 86_400_000, 1000)
     assert kept is not None
     assert not kept.stale
@@ -154,14 +150,7 @@ def test_a_list_that_saw_no_event_is_kept_however_old() -> None:
 
 def test_events_of_other_segments_leave_a_list_valid() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "paris",
-        "mobile",
-        _list("a"),
-        built_at={"events": 10},
-        source=("paris", "mobile"),
-        built_ms=NOW,
-    )
+    _put(cache, "paris", "mobile", _list("a"), built_at={"events": 10}, source=("paris", "mobile"))
     cache.note_event("events", 50, "paris", "desktop")
     cache.note_event("events", 51, "london", "mobile")
     cache.note_event("events", 52, None, None)
@@ -170,9 +159,7 @@ def test_events_of_other_segments_leave_a_list_valid() -> None:
 
 def test_a_list_from_a_location_roll_up_is_stale_after_any_event_there() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={"events": 10}, source=("paris", None), built_ms=NOW
-    )
+    _put(cache, "paris", "mobile", _list("a"), built_at={"events": 10}, source=("paris", None))
     cache.note_event("events", 50, "london", "mobile")  # another location
     assert _fresh(cache, "paris", "mobile") == _list("a")
     cache.note_event("events", 51, "paris", "desktop")  # same location, other device
@@ -181,9 +168,7 @@ def test_a_list_from_a_location_roll_up_is_stale_after_any_event_there() -> None
 
 def test_a_list_from_a_device_roll_up_is_stale_after_any_event_on_that_device() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "lyon", "tablet", _list("a"), built_at={"events": 10}, source=(None, "tablet"), built_ms=NOW
-    )
+    _put(cache, "lyon", "tablet", _list("a"), built_at={"events": 10}, source=(None, "tablet"))
     cache.note_event("events", 50, "paris", "mobile")
     assert _fresh(cache, "lyon", "tablet") == _list("a")
     cache.note_event("events", 51, "paris", "tablet")
@@ -192,12 +177,8 @@ def test_a_list_from_a_device_roll_up_is_stale_after_any_event_on_that_device() 
 
 def test_a_list_from_the_global_roll_up_is_stale_after_any_event() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        None, None, _list("a"), built_at={"events": 10}, source=(None, None), built_ms=NOW
-    )
-    cache.put_segment(
-        "oslo", "tv", _list("b"), built_at={"events": 10}, source=(None, None), built_ms=NOW
-    )
+    _put(cache, None, None, _list("a"), built_at={"events": 10}, source=(None, None))
+    _put(cache, "oslo", "tv", _list("b"), built_at={"events": 10}, source=(None, None))
     cache.note_event("events", 10, "paris", "mobile")
     assert _fresh(cache, None, None) is None
     assert _fresh(cache, "oslo", "tv") is None
@@ -205,9 +186,7 @@ def test_a_list_from_the_global_roll_up_is_stale_after_any_event() -> None:
 
 def test_a_list_built_from_nothing_is_never_stale() -> None:
     cache = ListCache(budget_bytes=10_000)
-    cache.put_segment(
-        "paris", "mobile", _list("a"), built_at={}, source=("paris", "mobile"), built_ms=NOW
-    )
+    _put(cache, "paris", "mobile", _list("a"), built_at={}, source=("paris", "mobile"))
     cache.note_event("events", 10**9, "paris", "mobile")
     assert _fresh(cache, "paris", "mobile") == _list("a")
 
@@ -317,13 +296,13 @@ def test_concurrent_use_keeps_the_books_straight() -> None:
                 elif roll < 0.9:
                     cache.invalidate_visitor(visitor)
                 else:
-                    cache.put_segment(
+                    _put(
+                        cache,
                         visitor,
                         None,
                         _list("s", "t"),
                         built_at={"e": step},
                         source=(visitor, None),
-                        built_ms=NOW,
                     )
                     cache.note_event("e", step, visitor, "mobile")
                     _fresh(cache, visitor, None)
