@@ -69,6 +69,17 @@ def test_counts_per_type_segment_and_item() -> None:
     assert state.now_ms == T0 + 4
 
 
+def test_a_segment_query_sees_categories_that_appear_after_it() -> None:
+    state = StreamState(StreamConfig())
+    apply(state, ev(EventType.VIEW, "a", T0))
+    assert [s.item_id for s in state.popular("Paris, FR", "mobile", None, None, 10)] == ["a"]
+    # a category this segment had not seen: a new table in the sum the query keeps
+    apply(state, ev(EventType.VIEW, "c", T0 + 1, cookie="c2"))
+    apply(state, ev(EventType.VIEW, "c", T0 + 2, cookie="c3"))
+    found = [s.item_id for s in state.popular("Paris, FR", "mobile", None, None, 10)]
+    assert found == ["c", "a"]
+
+
 def test_bot_events_are_counted_but_change_nothing_else() -> None:
     state, clean = StreamState(StreamConfig()), StreamState(StreamConfig())
     apply(state, ev(EventType.VIEW, "a", T0, cookie="human"))
