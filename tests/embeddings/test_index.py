@@ -56,6 +56,23 @@ def test_exclude_leaves_items_out_and_still_gives_k(index: VectorIndex) -> None:
     assert "i3" not in {s.item_id for s in found}
 
 
+def test_many_queries_at_once_answer_as_one_at_a_time(index: VectorIndex) -> None:
+    vectors = random_vectors(120)
+    index.upsert(keys(120), vectors)
+    rows = [5, 17, 99, 17]
+    excludes = [{"i5"}, set(), {"i99", "i3"}, {"i17"}]
+    together = index.search_many(vectors[rows], 6, excludes=excludes)
+    alone = [index.search(vectors[r], 6, exclude=e) for r, e in zip(rows, excludes, strict=True)]
+    # the same items in the same order; scores to float rounding (one matrix product
+    # for all the queries sums in another order than one per query)
+    assert [[s.item_id for s in f] for f in together] == [[s.item_id for s in f] for f in alone]
+    for mine, theirs in zip(together, alone, strict=True):
+        assert [s.score for s in mine] == pytest.approx([s.score for s in theirs], abs=1e-6)
+    assert [len(found) for found in together] == [6, 6, 6, 6]
+    assert together[1][0].item_id == "i17"
+    assert index.search_many(np.zeros((0, DIM), np.float32), 3, excludes=[]) == []
+
+
 def test_k_larger_than_the_index_gives_everything(index: VectorIndex) -> None:
     index.upsert(keys(4), random_vectors(4))
     assert {s.item_id for s in index.search(random_vectors(1, seed=9)[0], 10)} == set(keys(4))
@@ -108,6 +125,10 @@ def test_bad_shapes_are_validation_errors(index: VectorIndex) -> None:
         index.search(np.zeros(DIM - 1, np.float32), 3)
     with pytest.raises(ValidationError, match="k must"):
         index.search(np.zeros(DIM, np.float32), 0)
+    with pytest.raises(ValidationError, match="query vectors"):
+        index.search_many(np.zeros((2, DIM - 1), np.float32), 3, excludes=[(), ()])
+    with pytest.raises(ValidationError, match="exclusion sets"):
+        index.search_many(np.zeros((2, DIM), np.float32), 3, excludes=[()])
 
 
 def test_ties_are_broken_by_insertion_order() -> None:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hotshelf.recommend._sources import NeighbourCache, content_similar
 from hotshelf.serving import create_app
 from tests.serving.api import JSON, Api, make_config, ndjson
 
@@ -274,6 +275,23 @@ def test_a_surge_reaches_its_segments_generic_picks_within_the_refresh_time(api:
     # builds it itself once it is refresh_s old
     refresh_s = api.app.service.config.recommend.segment_refresh_s
     assert time.monotonic() - started < refresh_s
+
+
+def test_seeds_not_kept_are_looked_up_together(api: Api) -> None:
+    runner = api.app.service.recommend_runner
+    assert runner is not None
+    embeddings = runner.recommender.embeddings
+    assert embeddings is not None
+    assert embeddings.store is not None
+    seeds = [item_id(category, 2) for category in CATEGORIES]
+    alone = {seed: content_similar(embeddings, [seed], 10, set()) for seed in seeds}
+    before = embeddings.store.stats()["requests"]
+    together = NeighbourCache(100).get_many(embeddings, seeds, 10)
+    assert embeddings.store.stats()["requests"] == before + 1  # one read for every seed
+    assert set(together) == set(seeds)
+    for seed in seeds:
+        assert [s.item_id for s in together[seed]][:5] == [c.item_id for c in alone[seed]][:5]
+        assert seed not in {s.item_id for s in together[seed]}
 
 
 # -- experiments and attribution --------------------------------------------------------

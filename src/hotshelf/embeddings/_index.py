@@ -76,8 +76,9 @@ class VectorIndex(abc.ABC):
         """Drop the items; answers how many were in."""
 
     @abc.abstractmethod
-    def _search(self, query: np.ndarray, count: int) -> list[tuple[str, float]]:
-        """Up to ``count`` nearest items, best first (called under the lock)."""
+    def _search_many(self, queries: np.ndarray, count: int) -> list[list[tuple[str, float]]]:
+        """Up to ``count`` nearest items to each row of ``queries``, best first (called
+        under the lock)."""
 
     def search(
         self, query: np.ndarray, k: int, *, exclude: Collection[str] = ()
@@ -86,12 +87,32 @@ class VectorIndex(abc.ABC):
         vector = np.asarray(query, dtype=np.float32).reshape(-1)
         if vector.shape != (self.dim,):
             raise ValidationError(f"query vector has {vector.size} values, expected {self.dim}")
+        return self.search_many(vector[None, :], k, excludes=[exclude])[0]
+
+    def search_many(
+        self, queries: np.ndarray, k: int, *, excludes: Sequence[Collection[str]]
+    ) -> list[list[ItemScore]]:
+        """``search`` for each row of ``queries`` (unit vectors), leaving ``excludes[i]``
+        out of row i's answer: one pass over the index for all of them where it can
+        (the exact index reads its matrix once instead of once per query)."""
+        matrix = np.asarray(queries, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
+            raise ValidationError(
+                f"query vectors of shape {matrix.shape}, expected (n, {self.dim})"
+            )
+        if len(excludes) != len(matrix):
+            raise ValidationError(f"{len(excludes)} exclusion sets for {len(matrix)} queries")
         if k < 1:
             raise ValidationError("k must be at least 1")
+        if not len(matrix):
+            return []
+        widest = max(len(exclude) for exclude in excludes)
         with self._lock:
-            found = self._search(vector, min(k + len(exclude), len(self)))
-        out = [ItemScore(key, score) for key, score in found if key not in exclude]
-        return out[:k]
+            found = self._search_many(matrix, min(k + widest, len(self)))
+        return [
+            [ItemScore(key, score) for key, score in rows if key not in exclude][:k]
+            for rows, exclude in zip(found, excludes, strict=True)
+        ]
 
 
 class ExactIndex(VectorIndex):
@@ -145,10 +166,13 @@ class ExactIndex(VectorIndex):
                 removed += 1
         return removed
 
-    def _search(self, query: np.ndarray, count: int) -> list[tuple[str, float]]:
+    def _search_many(self, queries: np.ndarray, count: int) -> list[list[tuple[str, float]]]:
         if count <= 0:
-            return []
-        scores = self._matrix[: len(self._keys)] @ query
+            return [[] for _ in queries]
+        all_scores = queries @ self._matrix[: len(self._keys)].T  # one pass over the matrix
+        return [self._best(scores, count) for scores in all_scores]
+
+    def _best(self, scores: np.ndarray, count: int) -> list[tuple[str, float]]:
         if count < len(scores):
             top = np.argpartition(-scores, count - 1)[:count]
         else:
@@ -219,17 +243,18 @@ class HnswIndex(VectorIndex):
                 self._index.mark_deleted(label)
         return len(labels)
 
-    def _search(self, query: np.ndarray, count: int) -> list[tuple[str, float]]:
+    def _search_many(self, queries: np.ndarray, count: int) -> list[list[tuple[str, float]]]:
         if count <= 0:
-            return []
+            return [[] for _ in queries]
         # ef below k would make hnswlib refuse the query
         self._index.set_ef(max(self._ef, count))
-        labels, distances = self._index.knn_query(query, k=count, num_threads=1)
+        labels, distances = self._index.knn_query(queries, k=count, num_threads=1)
         # hnswlib's "ip" distance is 1 - inner product
         return [
-            (self._keys[int(label)], 1.0 - float(distance))
-            for label, distance in zip(labels[0], distances[0], strict=True)
-        ]
+            [(self._keys[int(label)], 1.0 - float(distance))
+             for label, distance in zip(row_labels, row_distances, strict=True)]
+            for row_labels, row_distances in zip(labels, distances, strict=True)
+        ]  # fmt: skip
 
 
 def open_index(config: EmbeddingsConfig, dim: int, items: int) -> VectorIndex:

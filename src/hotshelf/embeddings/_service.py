@@ -244,6 +244,13 @@ class EmbeddingService:
         _, _, index = self._ready()
         return index.search(vector, k, exclude=exclude)
 
+    def nearest_many(
+        self, vectors: np.ndarray, k: int, *, excludes: Sequence[Collection[str]]
+    ) -> list[list[ItemScore]]:
+        """``nearest`` for each row of ``vectors``, in one pass over the index."""
+        _, _, index = self._ready()
+        return index.search_many(vectors, k, excludes=excludes)
+
     def encode_query(self, query: str) -> np.ndarray:
         """The query's unit vector; ``ValidationError`` for an empty or oversized one."""
         encoder, _, _ = self._ready()

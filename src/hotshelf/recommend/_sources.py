@@ -95,22 +95,36 @@ def content_similar(
     """Items nearest each seed's text embedding, fused with the seeds weighted by
     recency (the r-th most recent brings n / r), each credited to the seed that led to
     it. A seed without a vector yet brings nothing; ``neighbours`` keeps each seed's
-    list between requests."""
+    list between requests. The seeds not kept are looked up together: one store read
+    and one pass over the index for all of them."""
+    if neighbours is not None:
+        found = neighbours.get_many(embeddings, seeds, n)
+    else:
+        found = _nearest(embeddings, seeds, n)
     lists = []
     for rank, seed in enumerate(seeds):
-        found = neighbours.get(embeddings, seed, n) if neighbours else _nearest(embeddings, seed, n)
         kept = [Candidate(s.item_id, s.score, "similar", seed)
-                for s in found[: max(1, n // (rank + 1))] if s.item_id not in exclude]  # fmt: skip
+                for s in found.get(seed, [])[: max(1, n // (rank + 1))]
+                if s.item_id not in exclude]  # fmt: skip
         lists.append((SEED_DECAY**rank, kept))
     return fuse(lists)[:n]
 
 
-def _nearest(embeddings: EmbeddingService, item_id: str, n: int) -> list[ItemScore]:
-    """The ``n`` items nearest ``item_id`` ([] while it has no vector)."""
-    fetched = embeddings.lookup([item_id])
-    if not fetched.found[0]:
-        return []
-    return embeddings.nearest(np.asarray(fetched.vectors)[0], n, exclude={item_id})
+def _nearest(
+    embeddings: EmbeddingService, item_ids: Sequence[str], n: int
+) -> dict[str, list[ItemScore]]:
+    """The ``n`` items nearest each of ``item_ids`` (distinct), by one store read and one
+    index pass; items with no vector yet are left out."""
+    if not item_ids:
+        return {}
+    fetched = embeddings.lookup(item_ids)
+    have = [i for i, found in enumerate(fetched.found.tolist()) if found]
+    if not have:
+        return {}
+    ids = [item_ids[i] for i in have]
+    vectors = np.asarray(fetched.vectors)[have]
+    answers = embeddings.nearest_many(vectors, n, excludes=[{item} for item in ids])
+    return dict(zip(ids, answers, strict=True))
 
 
 class NeighbourCache:
@@ -122,18 +136,32 @@ class NeighbourCache:
         self._lists: OrderedDict[str, tuple[int, int, list[ItemScore]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, embeddings: EmbeddingService, item_id: str, n: int) -> list[ItemScore]:
+    def get_many(
+        self, embeddings: EmbeddingService, item_ids: Sequence[str], n: int
+    ) -> dict[str, list[ItemScore]]:
+        """The ``n`` nearest items of each of ``item_ids`` (distinct): kept lists, and
+        the rest found together (``_nearest``) and kept; items with no vector yet are
+        left out, and asked again next time."""
         generation = embeddings.generation
+        out: dict[str, list[ItemScore]] = {}
+        missing = []
         with self._lock:
-            kept = self._lists.get(item_id)
-            if kept is not None and kept[0] == generation and kept[1] >= n:
-                self._lists.move_to_end(item_id)
-                return kept[2][:n]
-        found = _nearest(embeddings, item_id, n)
-        if found:  # an item with no vector yet is asked again next time
-            with self._lock:
-                self._lists[item_id] = (generation, n, found)
-                self._lists.move_to_end(item_id)
-                while len(self._lists) > self.capacity:
-                    self._lists.popitem(last=False)
-        return found
+            for item in item_ids:
+                kept = self._lists.get(item)
+                if kept is not None and kept[0] == generation and kept[1] >= n:
+                    self._lists.move_to_end(item)
+                    out[item] = kept[2][:n]
+                else:
+                    missing.append(item)
+        if not missing:
+            return out
+        found = _nearest(embeddings, missing, n)
+        with self._lock:
+            for item, listed in found.items():
+                if listed:
+                    self._lists[item] = (generation, n, listed)
+                    self._lists.move_to_end(item)
+            while len(self._lists) > self.capacity:
+                self._lists.popitem(last=False)
+        out.update(found)
+        return out
