@@ -287,6 +287,8 @@ def test_remembered_lists_cost_the_cyclic_gc_nothing() -> None:
     attribution.apply(act(EventType.CLICK, "i1", at=T0 + MIN, cookie="c3"))
     assert attribution.snapshot().totals.clicks == 1
     assert not [o for o in gc.get_objects() if isinstance(o, _Impression)]
+    gc.collect()  # tuples of untracked objects stop being tracked at a collection
+    assert not [shown for shown in attribution._visitors.values() if gc.is_tracked(shown)]
 
 
 def test_lists_past_the_horizon_are_forgotten() -> None:

@@ -128,7 +128,9 @@ class Attribution:
         self._lock = threading.Lock()
         self._impressions: dict[str, _Impression] = {}
         self._order: deque[_Impression] = deque()  # remembered impressions, as applied
-        self._visitors: dict[str, list[_Impression]] = {}  # visitor key -> newest last
+        # visitor key -> newest last; tuples, which the cyclic GC stops tracking (lists of
+        # a server's many visitors stay tracked: every full collection walks them)
+        self._visitors: dict[str, tuple[_Impression, ...]] = {}
         self._actions: dict[str, int] = {}  # action event id -> its time (duplicates)
         self._action_order: deque[str] = deque()
         self._names: dict[str, str] = {}
@@ -198,10 +200,8 @@ class Attribution:
         self._impressions[imp.id] = imp
         self._order.append(imp)
         for key in imp.keys:
-            shown = self._visitors.setdefault(key, [])
-            shown.append(imp)
-            if len(shown) > _VISITOR_DEPTH:
-                del shown[0]
+            shown = self._visitors.get(key, ())
+            self._visitors[key] = (*shown[len(shown) + 1 - _VISITOR_DEPTH :], imp)
 
     def _count_impression(self, imp: _Impression) -> None:
         arm = self._tally(imp.variant)
@@ -318,8 +318,9 @@ class Attribution:
             # applied in order and trimmed from the front: if it is not first, the
             # visitor's list dropped it already
             if shown and shown[0] is imp:
-                del shown[0]
-                if not shown:
+                if len(shown) > 1:
+                    self._visitors[key] = shown[1:]
+                else:
                     del self._visitors[key]
 
     # -- queries ----------------------------------------------------------------------
