@@ -180,6 +180,26 @@ def test_a_cancelled_async_read_frees_its_slot_and_breaks_nothing(tmp_path: Path
         assert again.found.all()
 
 
+def test_a_nowait_read_answers_locally_and_brings_the_misses_in(tmp_path: Path) -> None:
+    remote = _GatedTier(tmp_path)
+    remote.put_many(COLD, keyed(COLD))
+    with TwoTierStore(LocalTier(DIM, 100), remote, remote_deadline_ms=10_000) as store:
+        store.put_many(HOT[:2], keyed(HOT[:2]))
+        keys = HOT[:2] + COLD[:2]
+        fetch = store.get_many_nowait(keys)  # returns while the remote read is held
+        assert fetch.found.tolist() == [True, True, False, False]
+        assert fetch.from_local.tolist() == fetch.found.tolist()
+        assert not fetch.degraded
+        _check_values(fetch, keys)
+        assert remote.reading.wait(10)  # the request's remote read was issued all the same
+        remote.gate.set()
+        wait_idle(store)
+        assert store.stats()["remote_reads"] == 1
+        again = store.get_many_nowait(keys)  # that read brought the misses in
+        assert again.found.all()
+        _check_values(again, keys)
+
+
 def test_empty_requests_do_no_work(store: TwoTierStore) -> None:
     fetch = store.get_many([])
     assert fetch.vectors.shape == (0, DIM)

@@ -202,7 +202,8 @@ paths = st.sampled_from(
 @given(
     # Only methods httptools knows: it answers others itself, with a plain-text 400.
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]),
-    path=paths | st.text(alphabet="abc/.-_~", max_size=30).map(lambda p: "/" + p),
+    # not "//...": httpx takes that for a host (a client error; the server never sees it)
+    path=paths | st.text(alphabet="abc/.-_~", max_size=30).map(lambda p: "/" + p.lstrip("/")),
 )
 def test_fuzz_routes(api: Api, method: str, path: str) -> None:
     response = api.client.request(

@@ -234,10 +234,12 @@ class EmbeddingService:
         self.check_known(item_ids)
         return self.lookup(item_ids)
 
-    def lookup(self, item_ids: Sequence[str]) -> Fetch:
-        """Like ``fetch``, but ids without a vector (unknown ones too) are just not found."""
+    def lookup(self, item_ids: Sequence[str], *, wait: bool = True) -> Fetch:
+        """Like ``fetch``, but ids without a vector (unknown ones too) are just not found.
+        ``wait=False``: never wait on the remote tier (``TwoTierStore.get_many_nowait``):
+        ids the local tier lacks are not found this time."""
         _, store, _ = self._ready()
-        return store.get_many(item_ids)
+        return store.get_many(item_ids) if wait else store.get_many_nowait(item_ids)
 
     def nearest(self, vector: np.ndarray, k: int, exclude: Collection[str] = ()) -> list[ItemScore]:
         """The ``k`` catalog items nearest a unit ``vector``."""

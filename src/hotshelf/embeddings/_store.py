@@ -169,6 +169,22 @@ class TwoTierStore(Closeable):
         self._refresher.offer(keys, generation, *answer)
         return self._remote_answer(len(keys), hits, answer)
 
+    def get_many_nowait(self, keys: Sequence[str]) -> Fetch:
+        """What the local tier holds of ``keys``, at once, for a caller that must not wait
+        on the network (a recommendation computed on the event loop). The request's
+        remote read is still issued (constant work), on an I/O thread even on a local
+        miss, and its answer refreshes the local tier: a key missing now is there for a
+        later request. ``degraded`` is set only when no read could be issued."""
+        keys = list(keys)
+        if not keys:
+            return self._empty()
+        vectors, _ = self.local.get_all(keys)
+        if vectors is not None:
+            return self._full_hit(keys, vectors)
+        issued = self._issue(keys, None)
+        vectors, found = self.local.get_many(keys, record=False)
+        return self._local_answer(vectors, found, degraded=not issued)
+
     async def aget_many(self, keys: Sequence[str]) -> Fetch:
         """``get_many`` for the event loop: the wait for the remote is awaited, never blocked."""
         keys = list(keys)
@@ -262,9 +278,9 @@ class TwoTierStore(Closeable):
         with self._lock:
             self._in_flight -= 1
 
-    def _issue(self, keys: list[str], future: Future[_Answer]) -> bool:
-        """Hand a local miss's remote read to an I/O thread, ``future`` to be told the
-        answer; False when no slot is free."""
+    def _issue(self, keys: list[str], future: Future[_Answer] | None) -> bool:
+        """Hand a local miss's remote read to an I/O thread, ``future`` (if any) to be told
+        the answer; False when no slot is free."""
         generation = self._refresher.generation
         with self._lock:
             if not self._take_slot_locked():

@@ -372,7 +372,10 @@ class Recommender:
         items.update(self.catalog.get_many(seeds))
         vectors = None
         if diversity > 0 and pool and self.embeddings is not None and self.embeddings.store:
-            vectors = np.asarray(self.embeddings.lookup([b.item_id for b in pool]).vectors)
+            # never waits on the store's remote tier (requests run on the event loop): an
+            # item whose vector the local tier lacks right now is a zero vector, unlike all
+            ids = [b.item_id for b in pool]
+            vectors = np.asarray(self.embeddings.lookup(ids, wait=False).vectors)
         groups = [top_category(items[b.item_id]) for b in pool]
         order = diversify(pool, k, diversity, vectors=vectors, groups=groups)
         return _Chosen(order, items)

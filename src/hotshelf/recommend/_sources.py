@@ -114,10 +114,12 @@ def _nearest(
     embeddings: EmbeddingService, item_ids: Sequence[str], n: int
 ) -> dict[str, list[ItemScore]]:
     """The ``n`` items nearest each of ``item_ids`` (distinct), by one store read and one
-    index pass; items with no vector yet are left out."""
+    index pass; items with no vector yet are left out, and so are those the store's
+    local tier lacks right now (the request never waits on its remote tier: the read it
+    issues brings them in for the next one)."""
     if not item_ids:
         return {}
-    fetched = embeddings.lookup(item_ids)
+    fetched = embeddings.lookup(item_ids, wait=False)
     have = [i for i, found in enumerate(fetched.found.tolist()) if found]
     if not have:
         return {}

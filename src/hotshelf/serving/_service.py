@@ -336,12 +336,18 @@ class Service:
     # -- recommendations ----------------------------------------------------------------
 
     async def recommend(self, body: bytes, content_type: str | None) -> Recommendations:
-        """``POST /v1/recommend``: the list, computed off the event loop and logged as an
-        impression (the append is not awaited: the answer does not wait for the disk)."""
+        """``POST /v1/recommend``: the list, computed on the event loop, and logged as an
+        impression (the append is not awaited: the answer does not wait for the disk).
+
+        On the loop, not in a worker thread: the work is CPU under the GIL either way,
+        and the hand-off to a thread and back cost ~15% of the server's CPU at 750
+        requests/s (and its wake-ups most of the tail). Nothing in it waits on I/O: the
+        stream lock is held at most one 64-record chunk or one segment rebuild, and
+        embeddings are read without waiting on the store's remote tier."""
         _require_json(content_type, "recommendation requests")
         runner = self._recommend_runner()
         request = decode_request(body)
-        served = await asyncio.to_thread(runner.recommend, request)
+        served = runner.recommend(request)
         event = impression_event(request, served)
         task = asyncio.ensure_future(self._events_log().append_async([encode_stored_event(event)]))
         self._impressions.add(task)
