@@ -142,13 +142,17 @@ class TwoTierStore(Closeable):
 
     def get_many(self, keys: Sequence[str]) -> Fetch:
         """Vectors of ``keys``; never raises for a remote failure (see ``Fetch.degraded``)."""
+        keys, answer, hits = self._local_first(keys)
+        return answer if answer is not None else self._read_here(keys, hits)
+
+    def _local_first(self, keys: Sequence[str]) -> tuple[list[str], Fetch | None, int]:
+        """The keys as a list; the answer when it needs no remote wait (no keys, or a full
+        local hit, its remote read issued), else None; and how many keys are local."""
         keys = list(keys)
         if not keys:
-            return self._empty()
+            return keys, self._empty(), 0
         vectors, hits = self.local.get_all(keys)
-        if vectors is not None:
-            return self._full_hit(keys, vectors)
-        return self._read_here(keys, hits)
+        return keys, None if vectors is None else self._full_hit(keys, vectors), hits
 
     def _read_here(self, keys: list[str], hits: int) -> Fetch:
         """A local miss: this thread makes the request's remote read, in a slot; the
@@ -175,24 +179,18 @@ class TwoTierStore(Closeable):
         remote read is still issued (constant work), on an I/O thread even on a local
         miss, and its answer refreshes the local tier: a key missing now is there for a
         later request. ``degraded`` is set only when no read could be issued."""
-        keys = list(keys)
-        if not keys:
-            return self._empty()
-        vectors, _ = self.local.get_all(keys)
-        if vectors is not None:
-            return self._full_hit(keys, vectors)
+        keys, answer, _ = self._local_first(keys)
+        if answer is not None:
+            return answer
         issued = self._issue(keys, None)
         vectors, found = self.local.get_many(keys, record=False)
         return self._local_answer(vectors, found, degraded=not issued)
 
     async def aget_many(self, keys: Sequence[str]) -> Fetch:
         """``get_many`` for the event loop: the wait for the remote is awaited, never blocked."""
-        keys = list(keys)
-        if not keys:
-            return self._empty()
-        vectors, hits = self.local.get_all(keys)
-        if vectors is not None:
-            return self._full_hit(keys, vectors)
+        keys, answer, hits = self._local_first(keys)
+        if answer is not None:
+            return answer
         future: Future[_Answer] = Future()
         if not self._issue(keys, future):
             return self._degraded(keys)
