@@ -237,12 +237,19 @@ def test_a_restart_resumes_at_the_snapshot(
     assert snapshot.lanes["rt"].offsets == {"events": 4000, "catalog": 300}
 
 
+def _filled_with_bots(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> tuple[Config, StreamProcessor]:
+    """The simulated logs, and a processor with the default bot filter over them."""
+    fill(logs, simulated)
+    cfg = config(tmp_path / "run")
+    return cfg, StreamProcessor(cfg, logs.events, logs.catalog, default_bot_filter_factory(cfg))
+
+
 def test_a_replay_writes_byte_identical_snapshots_with_the_bot_filter(
     tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
 ) -> None:
-    fill(logs, simulated)
-    cfg = config(tmp_path / "run")
-    live = StreamProcessor(cfg, logs.events, logs.catalog, default_bot_filter_factory(cfg))
+    cfg, live = _filled_with_bots(tmp_path, logs, simulated)
     live.catch_up(max_records=333)
     live.close()
     data = (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes()
@@ -257,9 +264,7 @@ def test_a_replay_writes_byte_identical_snapshots_with_the_bot_filter(
 def test_snapshots_encoded_in_pieces_are_the_bytes_of_one_encoding(
     tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
 ) -> None:
-    fill(logs, simulated)
-    cfg = config(tmp_path / "run")
-    processor = StreamProcessor(cfg, logs.events, logs.catalog, default_bot_filter_factory(cfg))
+    cfg, processor = _filled_with_bots(tmp_path, logs, simulated)
     processor.run_once(max_records=700)
     early = processor.snapshot_bytes()
     # decoded to builtins and encoded in one call: the same bytes

@@ -232,15 +232,13 @@ class TwoTierStore(Closeable):
         n = len(keys)
         generation = self._refresher.generation
         with self._lock:
-            issued = self._take_slot_locked()
+            issued = self._issue_locked((keys, generation, vectors, None))
             counts = self._counts
             counts["requests"] += 1
             counts["keys"] += n
             counts["local_hits"] += n
             counts["full_local_hits"] += 1
             counts["degraded_requests"] += not issued
-            if issued:  # under the lock: close() queues its stops after every issued job
-                self._jobs.put((keys, generation, vectors, None))
         found = np.ones(n, np.bool_)
         return Fetch(vectors, found, found, np.zeros(n, np.bool_), degraded=not issued)
 
@@ -281,9 +279,14 @@ class TwoTierStore(Closeable):
         the answer; False when no slot is free."""
         generation = self._refresher.generation
         with self._lock:
-            if not self._take_slot_locked():
-                return False
-            self._jobs.put((keys, generation, None, future))
+            return self._issue_locked((keys, generation, None, future))
+
+    def _issue_locked(self, job: _Job) -> bool:
+        """Take a slot and queue ``job`` for an I/O thread; False when no slot is free.
+        Under the store's lock: ``close()`` queues its stops after every issued job."""
+        if not self._take_slot_locked():
+            return False
+        self._jobs.put(job)
         return True
 
     def _serve(self) -> None:

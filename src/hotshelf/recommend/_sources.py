@@ -5,9 +5,10 @@
   everything) while the segment has too few.
 * ``co_viewed``: items viewed in the same sessions as the seeds (stream
   co-engagement), seeds weighted by recency; each credited to the seed that led to it.
-* ``content_similar``: items nearest each seed's text embedding (one store read and one
-  index search per seed, kept per item in a ``NeighbourCache`` until the embeddings
-  change), fused with the seeds weighted by recency.
+* ``content_similar``: items nearest each seed's text embedding (kept per item in a
+  ``NeighbourCache`` until the embeddings change; the seeds not kept are looked up with
+  one store read and one batched index search), fused with the seeds weighted by
+  recency.
 
 ``Recommender`` fuses co-viewed and content-similar into "browsing now"; personal
 candidates come from ``CollaborativeModel``. The state may be live (``StateView``),
