@@ -188,3 +188,24 @@ def test_fusion_does_not_depend_on_list_order(
         best = sorted((s for s, _ in shares[item]), reverse=True)
         if len(best) == 1 or best[0] > best[1]:  # a unique largest share: same credit
             assert candidate.kind == fused[item].kind
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from("abcdefghij"), max_size=30),
+    st.sampled_from([1.0, 0.7, 0.35, 1e-12]),
+    st.none() | st.integers(1, 12),
+)
+def test_one_list_keeps_its_order_as_the_general_fusion_would(
+    ids: list[str], weight: float, limit: int | None
+) -> None:
+    # one list (alone, or beside an empty one) takes a shortcut with no sums and no
+    # sort: it must rank as a sort of the shares by (-share, item id) does
+    one = fuse([(weight, _ranked(*ids))], limit)
+    beside_empty = fuse([(weight, _ranked(*ids)), (1.0, [])], limit)
+    first = list(dict.fromkeys(ids))
+    shares = {item: weight / (FUSION_OFFSET + ids.index(item) + 1) for item in first}
+    expected = sorted(first, key=lambda item: (-shares[item], item))[:limit]
+    assert [c.item_id for c in one] == [c.item_id for c in beside_empty] == expected
+    for candidate in one:
+        assert candidate.score == pytest.approx(shares[candidate.item_id])

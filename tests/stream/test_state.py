@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hotshelf.config import StreamConfig, load_config
 from hotshelf.errors import ConfigError, ValidationError
 from hotshelf.events import EventType, StoredEvent
+from hotshelf.stream._coengagement import CoEngagement
 from hotshelf.stream._state import StreamState
 
 T0 = 1_700_000_000_000  # ms
@@ -230,3 +231,25 @@ def test_restoring_anywhere_continues_to_the_same_bytes(
 def test_bad_stream_settings_name_the_key(override: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_config(overrides=[override], environ={})
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("abcdefgh")), max_size=60),
+    st.integers(1, 10),
+)
+def test_related_ranks_by_count_then_id_and_keeps_k(
+    pairs: list[tuple[str, str]], k: int
+) -> None:
+    # the ranking is two stable sorts (by id, then by count): it must equal one sort
+    # on (-count, id), truncated to k
+    co = CoEngagement(capacity=100, max_items=100)
+    counts: dict[str, dict[str, int]] = {}
+    for t, (item, other) in enumerate(pairs):
+        co.pair(0, item, [other], t)
+        if item != other:
+            for one, two in ((item, other), (other, item)):
+                counts.setdefault(one, {})[two] = counts.get(one, {}).get(two, 0) + 1
+    for item in "abcdefgh":
+        expected = sorted(counts.get(item, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        assert co.related(0, item, k) == expected

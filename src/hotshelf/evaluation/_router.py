@@ -179,4 +179,4 @@ class HotshelfRouter(OfflineRecommender):
         assert self._state is not None
         seeds = list(reversed(case.history))[: self.config.recommend.session_items]
         own = co_viewed(self._state, seeds, n) if seeds else []
-        return fuse([(1.0, cf), (self.config.recommend.history_weight, own)])[:n]
+        return fuse([(1.0, cf), (self.config.recommend.history_weight, own)], n)

@@ -30,6 +30,8 @@ SPECIFIC_FIRST = (Route.BROWSING, Route.PERSONAL, Route.GENERIC)
 FUSION_OFFSET = 10.0
 # Shares are summed as whole multiples of 2^-52: exact sums, whatever the order.
 SHARE_UNITS = float(1 << 52)
+_SHARE_TABLES: dict[float, list[int]] = {}
+_MAX_SHARE_TABLES = 1024
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -57,40 +59,94 @@ class Blended(msgspec.Struct):
     because: str | None = None
 
 
-def _fused(
-    lists: Iterable[tuple[float, L, Sequence[Candidate]]], *, by_rank: bool = False
-) -> list[tuple[str, float, L, Candidate]]:
-    """(item, fused score, credited label, its candidate), best first: credited is the
-    list of the largest share or, ``by_rank``, of the best rank (weights aside); the
-    earlier list on a tie. A list names an item once: a repeat earns nothing."""
-    # per item: [total in SHARE_UNITS, the last list that had it, merit, label, candidate]
-    found: dict[str, list[Any]] = {}
-    get = found.get
-    for number, (weight, label, candidates) in enumerate(lists):
-        if weight <= 0:
-            continue
+def _shares(weight: float, n: int) -> list[int]:
+    """The shares of ranks 1, 2, ... (at least ``n``) in a list of ``weight``, kept per
+    weight: the same few weights (the routes', the seeds' decays) come back on every
+    request, and one division and rounding per candidate was a tenth of the fusion."""
+    table = _SHARE_TABLES.get(weight)
+    if table is None or len(table) < n:
         units = weight * SHARE_UNITS
-        for rank, candidate in enumerate(candidates, start=1):
+        table = [round(units / (FUSION_OFFSET + rank)) for rank in range(1, max(n, 64) + 1)]
+        if len(_SHARE_TABLES) >= _MAX_SHARE_TABLES:  # weights from many experiment arms
+            _SHARE_TABLES.clear()
+        _SHARE_TABLES[weight] = table
+    return table
+
+
+def _fused(
+    lists: Iterable[tuple[float, L, Sequence[Candidate]]],
+    *,
+    by_rank: bool = False,
+    limit: int | None = None,
+) -> list[tuple[str, float, L, Candidate]]:
+    """The best ``limit`` (default all) as (item, fused score, credited label, its
+    candidate), best first: credited is the list of the largest share or, ``by_rank``,
+    of the best rank (weights aside); the earlier list on a tie. A list names an item
+    once: a repeat earns nothing."""
+    active = [
+        (number, weight, label, candidates)
+        for number, (weight, label, candidates) in enumerate(lists)
+        if weight > 0 and candidates
+    ]
+    if len(active) == 1:  # one list (a new visitor's one route): its own order
+        _, weight, label, candidates = active[0]
+        # shares at least 2 units apart down the list: strictly falling after rounding
+        if weight * SHARE_UNITS > 2 * (FUSION_OFFSET + len(candidates)) ** 2:
+            return _one_list(label, candidates, _shares(weight, len(candidates)), limit)
+    totals: dict[str, int] = {}  # in SHARE_UNITS: integer sums are exact in any order
+    # per item: [the last list that had it, merit, label, candidate]
+    credit: dict[str, list[Any]] = {}
+    total_of = totals.get
+    for number, weight, label, candidates in active:
+        shares = _shares(weight, len(candidates))
+        for rank, candidate in enumerate(candidates):
             item = candidate.item_id
-            # integer shares: sums are exact, so equal shares tie whatever the order
-            share = round(units / (FUSION_OFFSET + rank))
-            merit = -rank if by_rank else share
-            entry = get(item)
-            if entry is None:
-                found[item] = [share, number, merit, label, candidate]
-            elif entry[1] != number:
-                entry[0] += share
-                entry[1] = number
-                if merit > entry[2]:
-                    entry[2:] = merit, label, candidate
-    order = sorted(found.items(), key=lambda pair: (-pair[1][0], pair[0]))
-    return [(item, e[0] / SHARE_UNITS, e[3], e[4]) for item, e in order]
+            share = shares[rank]
+            total = total_of(item)
+            if total is None:
+                totals[item] = share
+                credit[item] = [number, -rank if by_rank else share, label, candidate]
+                continue
+            entry = credit[item]
+            if entry[0] != number:
+                totals[item] = total + share
+                entry[0] = number
+                merit = -rank if by_rank else share
+                if merit > entry[1]:
+                    entry[1:] = merit, label, candidate
+    # highest total first, ties by item id: two stable sorts, both keyed in C
+    order = sorted(totals)
+    order.sort(key=totals.__getitem__, reverse=True)
+    if limit is not None:
+        del order[limit:]
+    return [(item, totals[item] / SHARE_UNITS, credit[item][2], credit[item][3]) for item in order]
 
 
-def fuse(lists: Iterable[tuple[float, Sequence[Candidate]]]) -> list[Candidate]:
-    """One ranked list from several weighted ones; kind and ``because`` come from the
-    list that gave each item its largest share."""
-    fused = _fused((weight, None, candidates) for weight, candidates in lists)
+def _one_list(
+    label: L, candidates: Sequence[Candidate], shares: list[int], limit: int | None
+) -> list[tuple[str, float, L, Candidate]]:
+    """``_fused`` of one list whose shares strictly fall: its items in its order (the
+    highest total first), a repeat dropped, without the sums and the sort."""
+    seen: set[str] = set()
+    fused: list[tuple[str, float, L, Candidate]] = []
+    wanted = len(candidates) if limit is None else limit
+    for candidate, share in zip(candidates, shares, strict=False):
+        item = candidate.item_id
+        if item in seen:
+            continue
+        seen.add(item)
+        fused.append((item, share / SHARE_UNITS, label, candidate))
+        if len(fused) >= wanted:
+            break
+    return fused
+
+
+def fuse(
+    lists: Iterable[tuple[float, Sequence[Candidate]]], limit: int | None = None
+) -> list[Candidate]:
+    """One ranked list (its best ``limit``, default all) from several weighted ones; kind
+    and ``because`` come from the list that gave each item its largest share."""
+    fused = _fused(((weight, None, candidates) for weight, candidates in lists), limit=limit)
     return [Candidate(item, score, c.kind, c.because) for item, score, _, c in fused]
 
 

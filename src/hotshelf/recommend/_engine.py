@@ -334,13 +334,13 @@ class Recommender:
                 seeds = gathered.seeds
                 content = content_similar(self.embeddings, seeds, n, set(seeds), self.neighbours)
             weight = self.config.co_engagement_weight
-            browsing = fuse([(weight, gathered.co_viewed), (1.0 - weight, content)])[:n]
+            browsing = fuse([(weight, gathered.co_viewed), (1.0 - weight, content)], n)
             if browsing:
                 routes[Route.BROWSING] = browsing
         visitor = visitor_key(request.user_id, request.cookie_id) or request.cookie_id
         collaborative = self._personal(visitor, gathered.recent, n)
         own = gathered.own_co_viewed
-        personal = fuse([(1.0, collaborative), (self.config.history_weight, own)])[:n]
+        personal = fuse([(1.0, collaborative), (self.config.history_weight, own)], n)
         if personal:
             routes[Route.PERSONAL] = personal
         if gathered.generic:

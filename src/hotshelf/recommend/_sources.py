@@ -68,11 +68,12 @@ def generic_candidates(
             [
                 (trending_weight, [Candidate(s.item_id, s.score, "trending") for s in trending]),
                 (1.0, [Candidate(s.item_id, s.score, "popular") for s in popular]),
-            ]
+            ],
+            n,
         )
         if len(found) >= n:
             break
-    return found[:n], segment
+    return found, segment
 
 
 def co_viewed(reader: StateQueries, seeds: Sequence[str], n: int) -> list[Candidate]:
@@ -83,7 +84,7 @@ def co_viewed(reader: StateQueries, seeds: Sequence[str], n: int) -> list[Candid
                             for s in reader.related(seed, "viewed", max(1, n // (rank + 1)))])
         for rank, seed in enumerate(seeds)
     ]  # fmt: skip
-    return fuse(lists)[:n]
+    return fuse(lists, n)
 
 
 def content_similar(
@@ -108,7 +109,7 @@ def content_similar(
                 for s in found.get(seed, [])[: max(1, n // (rank + 1))]
                 if s.item_id not in exclude]  # fmt: skip
         lists.append((SEED_DECAY**rank, kept))
-    return fuse(lists)[:n]
+    return fuse(lists, n)
 
 
 def _nearest(

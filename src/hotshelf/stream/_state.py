@@ -257,10 +257,15 @@ class StreamState:
 
     def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
         """Items most often ``kind`` ("viewed", "carted", "bought") in the same sessions."""
+        return [ItemScore(item, float(n)) for item, n in self.related_counts(item_id, kind, k)]
+
+    def related_counts(
+        self, item_id: str, kind: str = "viewed", k: int = 20
+    ) -> list[tuple[str, int]]:
+        """``related`` as (item, count) pairs, for callers that merge parts' lists."""
         if kind not in KINDS:
             raise ValidationError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        found = self._co.related(KINDS.index(kind), item_id, self.top(k))
-        return [ItemScore(item, float(n)) for item, n in found]
+        return self._co.related(KINDS.index(kind), item_id, self.top(k))
 
     def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History:
         """Recent items of one user or one session, most recent first."""

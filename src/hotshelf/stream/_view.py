@@ -100,13 +100,15 @@ class StateView:
             return self._first.related(item_id, kind, k)
         limit = self._first.top(k)
         top_k = self._first.config.top_k
-        lists = [found for part in self.parts if (found := part.related(item_id, kind, top_k))]
+        lists = [
+            found for part in self.parts if (found := part.related_counts(item_id, kind, top_k))
+        ]
         if len(lists) <= 1:  # one part knows the item (a lane, a partition): nothing to add
-            return lists[0][:limit] if lists else []
+            return [ItemScore(item, float(n)) for item, n in lists[0][:limit]] if lists else []
         totals: dict[str, int] = {}
         for found in lists:
-            for score in found:
-                totals[score.item_id] = totals.get(score.item_id, 0) + int(score.score)
+            for item, n in found:
+                totals[item] = totals.get(item, 0) + n
         best = heapq.nsmallest(limit, ((-n, item) for item, n in totals.items()))
         return [ItemScore(item, float(-neg)) for neg, item in best]
 
