@@ -108,6 +108,7 @@ class HotshelfApp:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
+        await self.service.impressions.drain()  # before the log closes
         await asyncio.to_thread(self.service.close)
 
     async def _retention_loop(self) -> None:

@@ -32,6 +32,7 @@ from hotshelf.events import (
 from hotshelf.log import VerifyReport
 from hotshelf.monitoring import Metrics, get_logger
 from hotshelf.recommend import impression_event
+from hotshelf.serving._impressions import ImpressionWriter
 from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, decode_json, parse_query
 from hotshelf.serving._recommend import decode_request
 from hotshelf.serving._schemas import (
@@ -87,7 +88,7 @@ class Service:
         self.embeddings: EmbeddingService | None = None
         self.embedding_queries: EmbeddingQueries | None = None
         self.recommend_runner: RecommendRunner | None = None
-        self._impressions: set[asyncio.Future[AppendResult]] = set()  # appends in flight
+        self.impressions = ImpressionWriter(self._events_log, self.metrics.impressions_unlogged.inc)
         self._closing = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -251,6 +252,7 @@ class Service:
 
         # Shielded: if the request is cancelled the append still runs to its end, and
         # the reservations are settled by its real outcome, not by the cancellation.
+        self.impressions.flush()  # what was served before these events precedes them
         task = asyncio.ensure_future(log.append_async(values))
         task.add_done_callback(settle)
         return await asyncio.shield(task)
@@ -337,7 +339,8 @@ class Service:
 
     async def recommend(self, body: bytes, content_type: str | None) -> Recommendations:
         """``POST /v1/recommend``: the list, computed on the event loop, and logged as an
-        impression (the append is not awaited: the answer does not wait for the disk).
+        impression (in a group a few ms later, see ``ImpressionWriter``: the answer
+        does not wait for the disk).
 
         On the loop, not in a worker thread: the work is CPU under the GIL either way,
         and the hand-off to a thread and back cost ~15% of the server's CPU at 750
@@ -348,18 +351,8 @@ class Service:
         runner = self._recommend_runner()
         request = decode_request(body)
         served = runner.recommend(request)
-        event = impression_event(request, served)
-        task = asyncio.ensure_future(self._events_log().append_async([encode_stored_event(event)]))
-        self._impressions.add(task)
-        task.add_done_callback(self._impression_logged)
+        self.impressions.add(encode_stored_event(impression_event(request, served)))
         return served
-
-    def _impression_logged(self, task: asyncio.Future[AppendResult]) -> None:
-        self._impressions.discard(task)
-        error = "cancelled" if task.cancelled() else task.exception()
-        if error is not None:
-            self.metrics.impressions_unlogged.inc()
-            _logger.error("recommend.impression_not_logged", error=repr(error))
 
     def online_metrics(self) -> OnlineMetrics:
         """``GET /v1/metrics/online``: CTR and conversion per variant and route."""
