@@ -12,6 +12,7 @@ from hotshelf.errors import ConfigError, ValidationError
 from hotshelf.events import EventType, StoredEvent
 from hotshelf.stream._coengagement import CoEngagement
 from hotshelf.stream._state import StreamState
+from hotshelf.stream._view import StateView
 
 T0 = 1_700_000_000_000  # ms
 CATS = {"a": ("Home", "Kitchen"), "b": ("Home", "Bath"), "c": ("Toys",), "d": ("Toys", "Lego")}
@@ -238,9 +239,7 @@ def test_bad_stream_settings_name_the_key(override: str, needle: str) -> None:
     st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from("abcdefgh")), max_size=60),
     st.integers(1, 10),
 )
-def test_related_ranks_by_count_then_id_and_keeps_k(
-    pairs: list[tuple[str, str]], k: int
-) -> None:
+def test_related_ranks_by_count_then_id_and_keeps_k(pairs: list[tuple[str, str]], k: int) -> None:
     # the ranking is two stable sorts (by id, then by count): it must equal one sort
     # on (-count, id), truncated to k
     co = CoEngagement(capacity=100, max_items=100)
@@ -253,3 +252,42 @@ def test_related_ranks_by_count_then_id_and_keeps_k(
     for item in "abcdefgh":
         expected = sorted(counts.get(item, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         assert co.related(0, item, k) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("abcdefghij"), st.lists(st.sampled_from("abcdefghij"), max_size=3)
+        ),
+        max_size=80,
+    ),
+    st.integers(1, 6),
+)
+def test_kept_rankings_follow_every_change_of_the_counters(
+    steps: list[tuple[str, list[str]]], k: int
+) -> None:
+    # queries between pairings keep rankings; pairings, prunes (capacity 2) and drops
+    # (4 items at most) must each forget the ones they change
+    co = CoEngagement(capacity=2, max_items=4)
+    for t, (item, others) in enumerate(steps):
+        co.pair(0, item, others, t // 3)
+        for queried in "abcdefghij":
+            counters = co.kinds[0].partners.get(queried, {})
+            fresh = sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+            assert co.related(0, queried, k) == fresh
+
+
+def test_a_view_over_two_parts_sums_their_related_counts() -> None:
+    # lanes (live and batch) and partitions each keep their own co-engagement: an item
+    # both know gets the sums, one only one knows gets that one's list, cut to k
+    live, batch = StreamState(StreamConfig()), StreamState(StreamConfig())
+    for state, sessions, items in ((live, 2, "abc"), (batch, 3, "abd")):
+        for s in range(sessions):
+            for i, item in enumerate(items):
+                apply(state, ev(EventType.VIEW, item, T0 + 10 * s + i, session=f"s{s}"))
+    view = StateView([live, batch])
+    assert [(r.item_id, r.score) for r in view.related("a")] == [("b", 5.0), ("d", 3.0), ("c", 2.0)]
+    assert [(r.item_id, r.score) for r in view.related("d", k=1)] == [("a", 3.0)]
+    assert [(r.item_id, r.score) for r in view.related("c")] == [("a", 2.0), ("b", 2.0)]
+    assert view.related("z") == []

@@ -11,7 +11,17 @@ event time of their latest pairing, ties by id).
 Per item the counters are a plain ``dict[str, int]`` and the bookkeeping lives in
 other int-valued dicts, so the cyclic GC does not track any of it.
 
-Memory: at most ``3 * max_related_items * 2 * related_capacity`` counters.
+Rankings. A query ranks an item's partners (two sorts of up to ``2 * capacity``
+entries, ~25 µs for 200) and a browsing recommendation asks for several seeds at
+once, so the order is kept per item until its counters change: ``pair`` (the prunes
+included) forgets the rankings of the items it touched, and a dropped item's is never
+read (a query finds no partners; a new pairing forgets it first). Forgetting checks an
+empty dict when nothing was ranked: the processor pays nothing without queries. At most
+``RANKED_ITEMS`` rankings per kind are kept, the oldest forgotten first.
+
+Memory: at most ``3 * max_related_items * 2 * related_capacity`` counters, plus
+``3 * RANKED_ITEMS`` rankings of at most ``2 * related_capacity`` references each
+(~10 MB at the defaults).
 """
 
 from __future__ import annotations
@@ -22,20 +32,23 @@ from typing import Any
 from hotshelf.stream._bounded import keep_after_trim, trim_oldest
 from hotshelf.stream._sketch import decrement_prune
 
-__all__ = ["KINDS", "CoEngagement"]
+__all__ = ["KINDS", "RANKED_ITEMS", "CoEngagement"]
 
 KINDS = ("viewed", "carted", "bought")
+RANKED_ITEMS = 2048
 
 
 class _Kind:
-    """Partners per item for one kind, when each item was last paired, and its Δ."""
+    """Partners per item for one kind, when each item was last paired, its Δ, and the
+    partners' order for the items queried since their counters last changed."""
 
-    __slots__ = ("decrement", "last_s", "partners")
+    __slots__ = ("decrement", "last_s", "partners", "ranked")
 
     def __init__(self) -> None:
         self.partners: dict[str, dict[str, int]] = {}
         self.last_s: dict[str, int] = {}
         self.decrement: dict[str, int] = {}  # only items that were pruned
+        self.ranked: dict[str, list[str]] = {}  # item -> its partners, best first
 
 
 class CoEngagement:
@@ -85,18 +98,30 @@ class CoEngagement:
                     counters[two] = 1
                     if len(counters) > limit:
                         self._prune(kind, one, counters)
+        ranked = kind.ranked
+        if ranked:  # the counters of item and of each other changed
+            ranked.pop(item, None)
+            for other in others:
+                ranked.pop(other, None)
 
     def related(self, which: int, item: str, k: int) -> list[tuple[str, int]]:
         """Up to ``k`` partners of ``item`` with their (lower-bound) counts, best first
-        (ties by partner id). Two stable sorts keyed in C: by id, then by count, 2.4x
-        faster than one sort on a (-count, id) key, and requests rank several per call."""
-        counters = self.kinds[which].partners.get(item)
+        (ties by partner id); the order is kept until the counters change. Two stable
+        sorts keyed in C, by id then by count: 2.4x faster than one sort on a
+        (-count, id) key."""
+        kind = self.kinds[which]
+        counters = kind.partners.get(item)
         if not counters:
             return []
-        partners = sorted(counters)
-        partners.sort(key=counters.__getitem__, reverse=True)
-        del partners[k:]
-        return list(zip(partners, map(counters.__getitem__, partners), strict=True))
+        order = kind.ranked.get(item)
+        if order is None:
+            order = sorted(counters)
+            order.sort(key=counters.__getitem__, reverse=True)
+            if len(kind.ranked) >= RANKED_ITEMS:
+                del kind.ranked[next(iter(kind.ranked))]
+            kind.ranked[item] = order
+        top = order[:k]
+        return list(zip(top, map(counters.__getitem__, top), strict=True))
 
     def __len__(self) -> int:
         return sum(len(kind.partners) for kind in self.kinds)

@@ -99,12 +99,12 @@ class StateView:
         if len(self.parts) == 1:
             return self._first.related(item_id, kind, k)
         limit = self._first.top(k)
+        knowing = [part for part in self.parts if part.related_counts(item_id, kind, 1)]
+        if len(knowing) <= 1:  # one part knows the item (a lane, a partition): nothing to add
+            found = knowing[0].related_counts(item_id, kind, limit) if knowing else []
+            return [ItemScore(item, float(n)) for item, n in found]
         top_k = self._first.config.top_k
-        lists = [
-            found for part in self.parts if (found := part.related_counts(item_id, kind, top_k))
-        ]
-        if len(lists) <= 1:  # one part knows the item (a lane, a partition): nothing to add
-            return [ItemScore(item, float(n)) for item, n in lists[0][:limit]] if lists else []
+        lists = [part.related_counts(item_id, kind, top_k) for part in knowing]
         totals: dict[str, int] = {}
         for found in lists:
             for item, n in found:
