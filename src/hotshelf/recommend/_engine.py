@@ -358,7 +358,8 @@ class Recommender:
         excluded: set[str],
     ) -> _Chosen:
         eligibility = Eligibility(request.filters, excluded)
-        wanted = shortlist_size(k)
+        # MMR re-ranks a shortlist; without it the first k eligible are the answer
+        wanted = shortlist_size(k) if diversity > 0 else k
         pool: list[Blended] = []
         items: dict[str, Item] = {}
         start = 0
@@ -370,8 +371,10 @@ class Recommender:
         pool = pool[:wanted]
         seeds = {b.because for b in pool if b.because is not None} - items.keys()
         items.update(self.catalog.get_many(seeds))
+        if diversity <= 0:
+            return _Chosen(pool, items)
         vectors = None
-        if diversity > 0 and pool and self.embeddings is not None and self.embeddings.store:
+        if pool and self.embeddings is not None and self.embeddings.store:
             # never waits on the store's remote tier (requests run on the event loop): an
             # item whose vector the local tier lacks right now is a zero vector, unlike all
             ids = [b.item_id for b in pool]
