@@ -199,8 +199,8 @@ def test_fusion_does_not_depend_on_list_order(
 def test_one_list_keeps_its_order_as_the_general_fusion_would(
     ids: list[str], weight: float, limit: int | None
 ) -> None:
-    # one list (alone, or beside an empty one) takes a shortcut with no sums and no
-    # sort: it must rank as a sort of the shares by (-share, item id) does
+    # one list (alone, or beside an empty one) ranks as a sort of its shares by
+    # (-share, item id) does, a repeat dropped, cut to the limit
     one = fuse([(weight, _ranked(*ids))], limit)
     beside_empty = fuse([(weight, _ranked(*ids)), (1.0, [])], limit)
     first = list(dict.fromkeys(ids))

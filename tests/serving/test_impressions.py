@@ -92,7 +92,7 @@ def test_a_closed_log_counts_the_group_as_unlogged_and_raises_nothing(log: Count
     assert unlogged == [2]
 
 
-def test_a_log_that_is_not_there_counts_the_group_too(log: CountingLog) -> None:
+def test_a_log_that_is_not_there_counts_the_group_too() -> None:
     unlogged: list[int] = []
 
     def stopping() -> EventLog:

@@ -83,21 +83,13 @@ def _fused(
     candidate), best first: credited is the list of the largest share or, ``by_rank``,
     of the best rank (weights aside); the earlier list on a tie. A list names an item
     once: a repeat earns nothing."""
-    active = [
-        (number, weight, label, candidates)
-        for number, (weight, label, candidates) in enumerate(lists)
-        if weight > 0 and candidates
-    ]
-    if len(active) == 1:  # one list (a new visitor's one route): its own order
-        _, weight, label, candidates = active[0]
-        # shares at least 2 units apart down the list: strictly falling after rounding
-        if weight * SHARE_UNITS > 2 * (FUSION_OFFSET + len(candidates)) ** 2:
-            return _one_list(label, candidates, _shares(weight, len(candidates)), limit)
     totals: dict[str, int] = {}  # in SHARE_UNITS: integer sums are exact in any order
     # per item: [the last list that had it, merit, label, candidate]
     credit: dict[str, list[Any]] = {}
     total_of = totals.get
-    for number, weight, label, candidates in active:
+    for number, (weight, label, candidates) in enumerate(lists):
+        if weight <= 0 or not candidates:
+            continue
         shares = _shares(weight, len(candidates))
         for rank, candidate in enumerate(candidates):
             item = candidate.item_id
@@ -120,25 +112,6 @@ def _fused(
     if limit is not None:
         del order[limit:]
     return [(item, totals[item] / SHARE_UNITS, credit[item][2], credit[item][3]) for item in order]
-
-
-def _one_list(
-    label: L, candidates: Sequence[Candidate], shares: list[int], limit: int | None
-) -> list[tuple[str, float, L, Candidate]]:
-    """``_fused`` of one list whose shares strictly fall: its items in its order (the
-    highest total first), a repeat dropped, without the sums and the sort."""
-    seen: set[str] = set()
-    fused: list[tuple[str, float, L, Candidate]] = []
-    wanted = len(candidates) if limit is None else limit
-    for candidate, share in zip(candidates, shares, strict=False):
-        item = candidate.item_id
-        if item in seen:
-            continue
-        seen.add(item)
-        fused.append((item, share / SHARE_UNITS, label, candidate))
-        if len(fused) >= wanted:
-            break
-    return fused
 
 
 def fuse(
