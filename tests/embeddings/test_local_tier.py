@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -61,6 +62,40 @@ def test_a_new_favourite_gets_in_once_it_is_read_more_often() -> None:
     assert found.all()
     assert (got == 99.0).all()
     assert len(tier) == 10
+
+
+def test_every_read_counts_though_many_wait_for_one_write() -> None:
+    # Full hits are not written back, so the reads of hundreds of requests reach the
+    # sketch together: a key read in five of them counts five, not once.
+    tier = LocalTier(DIM, capacity=1, seed=8)
+    tier.put_many(["item-1"], keyed(["item-1"]))
+    for _ in range(2):
+        tier.get_all(["item-1"])
+    for _ in range(5):
+        assert tier.get_all(["item-2"]) == (None, 0)
+    tier.put_many(["item-2"], keyed(["item-2"]))  # 5 reads against 2: it replaces item-1
+    assert tier.get_many(["item-2", "item-1"])[1].tolist() == [True, False]
+
+
+def test_reads_never_wait_for_reads_being_counted() -> None:
+    tier = LocalTier(DIM, capacity=8, seed=9)
+    held = ["item-1"]
+    tier.put_many(held, keyed(held))
+    tier.get_all(held)
+    new = ["item-2"]
+    with tier._count_lock:  # a count that takes as long as this test wants
+        writer = threading.Thread(target=tier.put_many, args=(new, keyed(new)))
+        writer.start()
+        deadline = time.monotonic() + 10
+        while tier._pending_keys and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert not tier._pending_keys  # the writer took the reads and is counting them
+        got, stored = tier.get_all(held)  # blocked for good if counting held the tier
+        assert stored == 1
+        assert got is not None
+        assert (got == 1.0).all()
+    writer.join(timeout=10)
+    assert tier.get_many(new)[1].all()
 
 
 def test_frequencies_age_so_yesterdays_hits_make_room() -> None:

@@ -62,14 +62,19 @@ class FrequencySketch:
         return (hashes[None, :] * self._seeds >> self._shift) + self._row_base
 
     def add(self, hashes: KeyHashes) -> None:
-        """Count one access of each key (a key twice in one batch counts once)."""
+        """Count one access per hash: a key ``n`` times in ``hashes`` counts ``n``.
+
+        Conservative update for an increment ``n``: each of the key's counters rises to
+        at most its current estimate plus ``n``; a counter two keys share keeps the
+        larger of what the two ask for (``maximum.at``, which applies every one).
+        """
         if len(hashes) == 0:
             return
-        slots = self._slots(hashes)
-        counters = self._table[slots]
-        least = counters.min(axis=0)
-        raise_ = (counters == least) & (least < _SATURATED)
-        self._table[slots[raise_]] = (least + np.uint8(1))[np.nonzero(raise_)[1]]
+        keys, times = np.unique(hashes, return_counts=True)
+        slots = self._slots(keys)
+        least = self._table[slots].min(axis=0)
+        wanted = np.minimum(least + times, _SATURATED).astype(np.uint8)
+        np.maximum.at(self._table, slots.ravel(), np.broadcast_to(wanted, slots.shape).ravel())
         self._added += len(hashes)
         if self._added >= self._period:
             self._table >>= np.uint8(1)

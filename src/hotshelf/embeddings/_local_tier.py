@@ -17,10 +17,13 @@ flush the popular items; TinyLFU refuses them at the door, because their frequen
 (one access) cannot beat the victims'. Aging keeps yesterday's hits from squatting.
 And every operation is O(keys x sample) numpy work, never a scan of the tier.
 
-Reads only *record* their keys in a bounded buffer (lossy when full, like Caffeine's
-read buffer); the sketch takes them in at the next write, where admission needs the
-estimates. The hot read path is then a lock, the dict lookups and one gather; the
-hashing and counting run on the writer's thread (the store's I/O threads).
+Reads only *record* what they asked for in a bounded buffer (lossy when full, like
+Caffeine's read buffer): a full hit its rows' stored hashes (one numpy ``take``), a
+partial hit its keys. The sketch takes them in at the next write, where admission
+needs the estimates, on the writer's thread (the store's refresher) and *outside* the
+tier's lock: counting a buffer of 16k reads is array work (~0.6 ms, which numpy runs
+without the GIL), so a read arriving meanwhile waits for neither. The hot read path is
+a lock, the dict lookups, and two gathers.
 
 Writes do not count as accesses: a key written but never read enters a full tier only
 in place of a row that nobody reads either. Keys already stored are always updated in
@@ -87,8 +90,10 @@ class LocalTier(EmbeddingTier):
         self._free: list[int] = []  # rows released by deletes
         self._next_row = 0  # rows at and past this one were never used
         self._sketch = FrequencySketch(capacity, seed=seed)
-        self._pending: list[Sequence[str]] = []  # reads not yet counted in the sketch
+        # reads not yet counted in the sketch: hashes (full hits), keys (partial hits)
+        self._pending: list[KeyHashes | Sequence[str]] = []
         self._pending_keys = 0
+        self._count_lock = threading.Lock()  # one counting pass into the sketch at a time
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self.evictions = 0
@@ -108,19 +113,19 @@ class LocalTier(EmbeddingTier):
         if n == 0:
             return empty_result(0, self._dim)
         with self._lock:
+            stored = self._gather_all(keys, record=record)
+            if stored is not None:
+                return stored, np.ones(n, dtype=np.bool_)
+            if record:
+                self._record(keys)
             index = self._index
             row_list = [index.get(key, -1) for key in keys]
             misses = row_list.count(-1)
             rows = np.array(row_list, dtype=np.intp)
             # row -1 reads the last row; those rows are zeroed below
             vectors = self._matrix[rows] if misses < n else None
-            if record and self._pending_keys < _MAX_PENDING:
-                self._pending.append(keys)
-                self._pending_keys += n
         if vectors is None:
             return empty_result(n, self._dim)
-        if not misses:
-            return vectors, np.ones(n, dtype=np.bool_)
         found = rows >= 0
         vectors[~found] = 0.0
         return vectors, found
@@ -138,17 +143,29 @@ class LocalTier(EmbeddingTier):
         For a caller that answers a partial hit from another tier anyway: it skips
         copying rows it would throw away.
         """
-        n = len(keys)
         with self._lock:
-            index = self._index
-            if self._pending_keys < _MAX_PENDING:
-                self._pending.append(keys)
-                self._pending_keys += n
-            try:
-                rows = _stored_rows(index, keys)
-            except KeyError:
-                return None, sum(key in index for key in keys)
-            return self._matrix.take(rows, axis=0), n
+            stored = self._gather_all(keys, record=True)
+            if stored is not None:
+                return stored, len(keys)
+            self._record(keys)
+            return None, sum(key in self._index for key in keys)
+
+    def _gather_all(self, keys: Sequence[str], *, record: bool) -> Vectors | None:
+        """Under the lock: the vectors of ``keys`` if every one is stored (the read
+        recorded by its rows' hashes, already at hand), else None (nothing recorded)."""
+        try:
+            rows = _stored_rows(self._index, keys)
+        except KeyError:
+            return None
+        if record:
+            self._record(self._row_hashes.take(rows))
+        return self._matrix.take(rows, axis=0)
+
+    def _record(self, read: KeyHashes | Sequence[str]) -> None:
+        """Keep a read for the sketch (under the lock; dropped when the buffer is full)."""
+        if self._pending_keys < _MAX_PENDING:
+            self._pending.append(read)
+            self._pending_keys += len(read)
 
     def put_many(self, keys: Sequence[str], vectors: npt.ArrayLike) -> None:
         """Update stored keys in place; offer new ones to the admission policy, which
@@ -159,6 +176,7 @@ class LocalTier(EmbeddingTier):
     def refresh(self, keys: Sequence[str], vectors: Vectors, found: FoundMask) -> None:
         """Take in another tier's answer for ``keys``: the found ones are written as by
         ``put_many`` (not checked again: that tier checked them), the others dropped."""
+        self._count_reads()
         if found.all():
             if not self._unchanged(keys, vectors):
                 self._write(list(keys), vectors)
@@ -192,9 +210,8 @@ class LocalTier(EmbeddingTier):
 
     def _unchanged(self, keys: Sequence[str], vectors: Vectors) -> bool:
         """Whether every key is stored with exactly ``vectors`` (the usual answer to a
-        full hit: comparing costs a third of rewriting). Counts pending reads either way."""
+        full hit: comparing costs a third of rewriting)."""
         with self._lock:
-            self._count_reads()
             rows = [self._index.get(key, -1) for key in keys]
             return -1 not in rows and np.array_equal(self._matrix[rows], vectors)
 
@@ -204,18 +221,25 @@ class LocalTier(EmbeddingTier):
         last = {key: i for i, key in enumerate(keys)}
         if len(last) < len(keys):
             keys, matrix = list(last), matrix[list(last.values())]
+        self._count_reads()
         with self._lock:
-            self._count_reads()
             rows = self._place(keys)
             positions = list(rows)
             self._matrix[[rows[i] for i in positions]] = matrix[positions]
 
     def _count_reads(self) -> None:
-        if self._pending:
-            keys = [key for batch in self._pending for key in batch]
-            self._sketch.add(self._sketch.hashes(keys))
-            self._pending = []
-            self._pending_keys = 0
+        """Count the recorded reads into the sketch. Called without the tier's lock: it
+        takes the buffer in one swap and counts outside, so reads never wait for it."""
+        with self._lock:
+            if not self._pending:
+                return
+            pending, self._pending, self._pending_keys = self._pending, [], 0
+        hashes = [
+            read if isinstance(read, np.ndarray) else FrequencySketch.hashes(read)
+            for read in pending
+        ]
+        with self._count_lock:
+            self._sketch.add(np.concatenate(hashes))
 
     def _place(self, keys: list[str]) -> dict[int, int]:
         """Rows for the keys that are stored (position -> row), with the index updated."""
