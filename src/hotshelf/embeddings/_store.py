@@ -39,6 +39,7 @@ across a write could bring back the value from before it, so its refresh is drop
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 import time
@@ -77,12 +78,24 @@ _Answer = tuple[Vectors, FoundMask]
 _Job = tuple[list[str], int, Vectors | None, Future[_Answer] | None]
 
 
+
+@functools.lru_cache(maxsize=256)
+def _full_hit_masks(n: int) -> tuple[FoundMask, FoundMask]:
+    """All-true and all-false masks of ``n``, read-only and shared: a full local hit
+    answers with them instead of allocating two arrays (each ~5 µs on a CPU that just
+    woke from idle, a tenth of the whole hit)."""
+    every, none = np.ones(n, np.bool_), np.zeros(n, np.bool_)
+    every.flags.writeable = none.flags.writeable = False
+    return every, none
+
+
 @dataclass(frozen=True, slots=True)
 class Fetch:
     """The answer to one read; arrays are ``(n, dim)`` / ``(n,)`` in request order.
 
-    ``vectors`` holds zeros where a key was not found and may be read-only.
-    ``from_local`` / ``from_remote`` say which tier answered each found key.
+    ``vectors`` holds zeros where a key was not found and may be read-only; so may
+    the masks (a full local hit's are shared). ``from_local`` / ``from_remote`` say
+    which tier answered each found key.
     ``degraded`` is set when the answer came from the local tier alone although the
     remote was needed (a local miss) or could not even be asked (every slot busy).
     """
@@ -239,8 +252,8 @@ class TwoTierStore(Closeable):
             counts["local_hits"] += n
             counts["full_local_hits"] += 1
             counts["degraded_requests"] += not issued
-        found = np.ones(n, np.bool_)
-        return Fetch(vectors, found, found, np.zeros(n, np.bool_), degraded=not issued)
+        found, no_remote = _full_hit_masks(n)
+        return Fetch(vectors, found, found, no_remote, degraded=not issued)
 
     def _remote_answer(self, n: int, hits: int, answer: _Answer) -> Fetch:
         """The remote's answer to a request that had ``hits`` of its ``n`` keys locally."""
