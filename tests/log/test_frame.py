@@ -95,3 +95,27 @@ def test_encode_records_rejects_bad_batches() -> None:
         encode_records([b"ok", b"x" * (MAX_RECORD_BYTES + 1)])
     with pytest.raises(ValidationError):
         encode_records([memoryview(array.array("i", [1, 2]))])  # type: ignore[list-item]
+
+
+@given(
+    values=st.lists(st.binary(max_size=40), min_size=1, max_size=12),
+    which=st.integers(min_value=0),
+    length=st.integers(min_value=0, max_value=2**32 - 1),
+    tail=st.binary(max_size=8),
+    first=st.integers(min_value=0, max_value=12),
+)
+def test_lengths_that_do_not_fill_the_frame_are_refused(
+    values: list[bytes], which: int, length: int, tail: bytes, first: int
+) -> None:
+    # A record length rewritten after the checksum (a writer's bug, not damage): the
+    # frame is refused whichever records are asked for, never read past its end.
+    data = bytearray(frame(values))
+    header = check_frame(bytes(data), 0, 0)
+    assert isinstance(header, FrameHeader)
+    at = HEADER_SIZE + sum(4 + len(v) for v in values[: which % len(values)])
+    if length == len(values[which % len(values)]):
+        return
+    data[at : at + 4] = length.to_bytes(4, "little")
+    with pytest.raises(ValueError, match=r"past the end|do not fill"):
+        decode_records(bytes(data) + tail, 0, header, first)
+    assert not records_fill(bytes(data) + tail, 0, header)

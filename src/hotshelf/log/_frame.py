@@ -125,20 +125,26 @@ def decode_records(buf: bytes, at: int, header: FrameHeader, first: int = 0) -> 
     """
     pos = at + HEADER_SIZE
     end = at + header.length
-    offset, ts = header.base_offset, header.timestamp_ms
+    base, ts, count = header.base_offset, header.timestamp_ms, header.record_count
     unpack = _U32.unpack_from
+    skip = min(max(first - base, 0), count)
     out: list[LogRecord] = []
-    for _ in range(header.record_count):
-        if pos + 4 > end:
-            raise ValueError("records run past the end of their frame")
-        (n,) = unpack(buf, pos)
-        pos += 4
-        if pos + n > end:
-            raise ValueError("records run past the end of their frame")
-        if offset >= first:
-            out.append(LogRecord(offset, ts, buf[pos : pos + n]))
-        pos += n
-        offset += 1
+    append = out.append
+    try:
+        for _ in range(skip):
+            pos += 4 + unpack(buf, pos)[0]
+        # Each record's end is checked against the frame's: a stream reads thousands
+        # of records per poll, so this loop does no more than it must.
+        for offset in range(base + skip, base + count):
+            start = pos + 4
+            pos = start + unpack(buf, pos)[0]
+            if pos > end:
+                break
+            append(LogRecord(offset, ts, buf[start:pos]))
+    except struct.error:  # a length field past the end of what was read
+        pos = end + 1
+    if pos > end:
+        raise ValueError("records run past the end of their frame")
     if pos != end:
         raise ValueError("record lengths do not fill the frame")
     return out

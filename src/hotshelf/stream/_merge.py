@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from itertools import islice, repeat
+from operator import attrgetter, call
 
 import structlog
 
@@ -32,6 +34,7 @@ from hotshelf.log import EventLog, LogConsumer, LogRecord
 __all__ = ["Source", "TopicMerge"]
 
 _logger = structlog.get_logger("hotshelf.stream")
+_stamp = attrgetter("timestamp_ms")
 
 
 class Source:
@@ -114,14 +117,18 @@ class Source:
 
     def take(self, count: int) -> list[LogRecord]:
         """Remove the first ``count`` buffered records; they count as applied."""
-        buffer = self.buffer
-        taken = [buffer.popleft() for _ in range(count)]
+        # popleft ``count`` times in C: a Python loop here costs ~2% of processing
+        taken = list(map(call, repeat(self.buffer.popleft, count)))
         self.next_offset = taken[-1].offset + 1
         return taken
 
 
 def _leading_before(buffer: deque[LogRecord], limit_ms: int, most: int) -> int:
     """How many records at the front of ``buffer`` are stamped before ``limit_ms``."""
+    front = list(islice(buffer, most))
+    # Usually all of them: found in C, without a Python step per record.
+    if front and max(map(_stamp, front)) < limit_ms:
+        return len(front)
     n = 0
     for record in buffer:
         if n >= most or record.timestamp_ms >= limit_ms:
