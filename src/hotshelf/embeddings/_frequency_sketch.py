@@ -62,23 +62,40 @@ class FrequencySketch:
         return (hashes[None, :] * self._seeds >> self._shift) + self._row_base
 
     def add(self, hashes: KeyHashes) -> None:
-        """Count one access per hash: a key ``n`` times in ``hashes`` counts ``n``.
-
-        Conservative update for an increment ``n``: each of the key's counters rises to
-        at most its current estimate plus ``n``; a counter two keys share keeps the
-        larger of what the two ask for (``maximum.at``, which applies every one).
-        """
+        """Count one access per hash: a key ``n`` times in ``hashes`` counts ``n``."""
         if len(hashes) == 0:
             return
-        keys, times = np.unique(hashes, return_counts=True)
-        slots = self._slots(keys)
-        least = self._table[slots].min(axis=0)
-        wanted = np.minimum(least + times, _SATURATED).astype(np.uint8)
-        np.maximum.at(self._table, slots.ravel(), np.broadcast_to(wanted, slots.shape).ravel())
+        ordered = np.sort(hashes)
+        repeated = ordered[1:] == ordered[:-1]
+        if repeated.any():
+            self._raise_by_counts(ordered, repeated)
+        else:  # one request's reads, usually: the cheaper update
+            self._raise_by_one(hashes)
         self._added += len(hashes)
         if self._added >= self._period:
             self._table >>= np.uint8(1)
             self._added //= 2
+
+    def _raise_by_one(self, hashes: KeyHashes) -> None:
+        """Conservative update of distinct keys: each key's counters that hold its
+        minimum rise by one. A counter two keys share is raised only if it is the
+        minimum of both, and then both write the same value."""
+        slots = self._slots(hashes)
+        counters = self._table[slots]
+        least = counters.min(axis=0)
+        raise_ = (counters == least) & (least < _SATURATED)
+        self._table[slots[raise_]] = (least + np.uint8(1))[np.nonzero(raise_)[1]]
+
+    def _raise_by_counts(self, ordered: KeyHashes, repeated: npt.NDArray[np.bool_]) -> None:
+        """Conservative update by ``n`` for a key ``n`` times in ``ordered`` (sorted):
+        each of its counters rises to at most its estimate plus ``n``; a counter keys
+        share keeps the largest any of them asks for (``maximum.at`` applies them all)."""
+        starts = np.flatnonzero(np.concatenate(([True], ~repeated)))
+        slots = self._slots(ordered[starts])
+        least = self._table[slots].min(axis=0)
+        times = np.diff(starts, append=len(ordered))
+        wanted = np.minimum(least + times, _SATURATED).astype(np.uint8)
+        np.maximum.at(self._table, slots.ravel(), np.tile(wanted, _DEPTH))
 
     def estimate(self, hashes: KeyHashes) -> npt.NDArray[np.uint8]:
         """Estimated recent accesses of each key (count-min errs upward, on collisions)."""
