@@ -21,9 +21,9 @@ Reads only *record* what they asked for in a bounded buffer (lossy when full, li
 Caffeine's read buffer): a full hit its rows' stored hashes (one numpy ``take``), a
 partial hit its keys. The sketch takes them in at the next write, where admission
 needs the estimates, on the writer's thread (the store's refresher) and *outside* the
-tier's lock: counting a buffer of 16k reads is array work (~1 ms, most of which numpy runs
-without the GIL), so a read arriving meanwhile waits for neither. The hot read path is
-a lock, the dict lookups, and two gathers.
+tier's lock: counting a buffer of 16k reads is array work (~1 ms, most of it run by
+numpy without the GIL), so a read arriving meanwhile waits for neither. The hot read
+path is a lock, the dict lookups, and two gathers.
 
 Writes do not count as accesses: a key written but never read enters a full tier only
 in place of a row that nobody reads either. Keys already stored are always updated in
