@@ -171,11 +171,15 @@ class LocalTier(EmbeddingTier):
         """Update stored keys in place; offer new ones to the admission policy, which
         may turn them away when the tier is full (see the module docstring)."""
         keys = check_keys(keys)
-        self._write(keys, check_vectors(keys, vectors, self._dim))
+        matrix = check_vectors(keys, vectors, self._dim)
+        self._count_reads()
+        self._write(keys, matrix)
 
     def refresh(self, keys: Sequence[str], vectors: Vectors, found: FoundMask) -> None:
         """Take in another tier's answer for ``keys``: the found ones are written as by
-        ``put_many`` (not checked again: that tier checked them), the others dropped."""
+        ``put_many`` (not checked again: that tier checked them), the others dropped.
+        The waiting reads are counted first, as ``put_many`` does: admission needs
+        them, and an unchanged full hit is refreshed only to have them counted."""
         self._count_reads()
         if found.all():
             if not self._unchanged(keys, vectors):
@@ -221,7 +225,6 @@ class LocalTier(EmbeddingTier):
         last = {key: i for i, key in enumerate(keys)}
         if len(last) < len(keys):
             keys, matrix = list(last), matrix[list(last.values())]
-        self._count_reads()
         with self._lock:
             rows = self._place(keys)
             positions = list(rows)

@@ -78,7 +78,6 @@ _Answer = tuple[Vectors, FoundMask]
 _Job = tuple[list[str], int, Vectors | None, Future[_Answer] | None]
 
 
-
 @functools.lru_cache(maxsize=256)
 def _full_hit_masks(n: int) -> tuple[FoundMask, FoundMask]:
     """All-true and all-false masks of ``n``, read-only and shared: a full local hit
