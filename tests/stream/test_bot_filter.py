@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from hotshelf.config import BotConfig
 from hotshelf.errors import HotshelfError
 from hotshelf.events import EventType, StoredEvent
+from hotshelf.stream._answers import BotRecord, Verdict
 from hotshelf.stream._bot_behaviour import evict_least_recent
-from hotshelf.stream._bot_filter import BotFilter, BotRecord, Verdict
+from hotshelf.stream._bot_filter import BotFilter
 from tests.stream.test_bot_behaviour import BROWSER, event, reasons
 
 # Small thresholds, so that short generated sequences reach every check and evict.

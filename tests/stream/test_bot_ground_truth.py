@@ -13,7 +13,8 @@ import pytest
 from hotshelf.config import BotConfig, EventsConfig
 from hotshelf.events import normalize
 from hotshelf.simulation import Label, SimConfig, SpamBurst, StoreSimulator
-from hotshelf.stream._bot_filter import BotFilter, Verdict
+from hotshelf.stream._answers import Verdict
+from hotshelf.stream._bot_filter import BotFilter
 
 SIM = SimConfig(
     seed=5,

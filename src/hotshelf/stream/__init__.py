@@ -13,17 +13,17 @@ partition's state for queries.
 
 from typing import TYPE_CHECKING
 
-from hotshelf.stream._bot_filter import BotFilter, BotRecord, Verdict
+from hotshelf.stream._answers import BotRecord, Counts, History, ItemScore, Verdict
+from hotshelf.stream._bot_filter import BotFilter
 from hotshelf.stream._bot_rules import BOT_USER_AGENTS
 from hotshelf.stream._freshness import FreshnessSummary
-from hotshelf.stream._history import History
 from hotshelf.stream._partition import Partition
 from hotshelf.stream._processor import (
     BotFilterFactory,
     StreamProcessor,
     default_bot_filter_factory,
 )
-from hotshelf.stream._state import Counts, ItemScore, StreamState
+from hotshelf.stream._state import StreamState
 from hotshelf.stream._view import StateQueries, StateView
 
 if TYPE_CHECKING:

@@ -146,9 +146,10 @@ class Visitor:
         if len(row) != len(FIELDS):
             raise ValueError(f"bad {kind} row for {key!r}")
         v = cls(kind, key, 0, n_gaps)
+        row = list(row)  # the ring a list, the reasons a tuple, as typed (set as such)
+        row[_GAPS_AT], row[-1] = list(row[_GAPS_AT]), tuple(row[-1])
         for name, value in zip(FIELDS, row, strict=True):
             setattr(v, name, value)
-        v.gaps, v.reasons = list(v.gaps), tuple(v.reasons)
         if len(v.gaps) != n_gaps:  # regular_gaps changed: start the ring over
             v.gaps, v.ngaps, v.s1, v.s2 = [0] * n_gaps, 0, 0, 0
         return v
@@ -259,7 +260,9 @@ class VisitorTracker:
                 repeat = item == v.item1 or item == v.item2
                 if item != v.item1:
                     v.item2 = v.item1
-                v.item0, v.item1 = item, v.item0
+                # two statements: mypyc (setup.py) mistypes the tuple form's None
+                v.item1 = v.item0
+                v.item0 = item
             v.step = bits
             if repeat:
                 v.r_cur += 1

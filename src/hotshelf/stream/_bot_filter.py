@@ -27,13 +27,12 @@ worst case of every visitor distinct and every bot agent 1 KB long.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-import msgspec
+from typing import Any
 
 from hotshelf.config import BotConfig
 from hotshelf.errors import HotshelfError
 from hotshelf.events import EventType, StoredEvent
+from hotshelf.stream._answers import BotRecord, KeyKind, Verdict
 from hotshelf.stream._bot_behaviour import (
     CONVERT,
     ITEM,
@@ -43,9 +42,7 @@ from hotshelf.stream._bot_behaviour import (
 )
 from hotshelf.stream._bot_rules import DenyList, UserAgentRules
 
-__all__ = ["BotFilter", "BotRecord", "KeyKind", "Verdict"]
-
-KeyKind = Literal["cookie", "ip", "session", "user_agent"]
+__all__ = ["BotFilter"]
 _STATE_VERSION = 1
 _BITS: dict[EventType, int] = {
     EventType.VIEW: ITEM | VIEW,
@@ -55,25 +52,6 @@ _BITS: dict[EventType, int] = {
     EventType.IMPRESSION: 0,
     EventType.SEARCH: 0,
 }
-
-
-class Verdict(msgspec.Struct, frozen=True, gc=False):
-    """Whether an event comes from a bot, and why (``("ua:googlebot",)``, ``("rate:cookie",)``)."""
-
-    is_bot: bool
-    reasons: tuple[str, ...]
-
-
-class BotRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A visitor flagged now, for ``GET /v1/bots``: which key, why, and how much it sent."""
-
-    kind: KeyKind
-    key: str
-    reasons: tuple[str, ...]
-    first_seen_ms: int
-    last_seen_ms: int
-    events: int
-    flagged_until_ms: int
 
 
 _HUMAN = Verdict(False, ())

@@ -17,23 +17,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from hotshelf.errors import ValidationError
+from hotshelf.stream._answers import History
 from hotshelf.stream._bounded import keep_after_trim, trim_oldest
 
-__all__ = ["BOUGHT", "CARTED", "VIEWED", "History", "RecentHistory"]
+__all__ = ["BOUGHT", "CARTED", "VIEWED", "RecentHistory"]
 
 VIEWED, CARTED, BOUGHT = 0, 1, 2
 _NONE: tuple[str, ...] = ()
-
-
-class History(msgspec.Struct, frozen=True):
-    """A user's or session's recent items, most recent first."""
-
-    viewed: list[str]
-    carted: list[str]
-    bought: list[str]
 
 
 class _Table:

@@ -23,7 +23,7 @@ import structlog
 
 from hotshelf.events import CatalogOp, EventType, StoredEvent, decode_catalog_change
 from hotshelf.log import LogRecord
-from hotshelf.stream._bot_filter import BotRecord
+from hotshelf.stream._answers import BotRecord
 from hotshelf.stream._freshness import FreshnessTracker
 from hotshelf.stream._merge import TopicMerge
 from hotshelf.stream._state import StreamState

@@ -48,7 +48,7 @@ import structlog
 from hotshelf.config import Config
 from hotshelf.errors import HotshelfError
 from hotshelf.log import EventLog, LogConsumer
-from hotshelf.stream._bot_filter import BotRecord
+from hotshelf.stream._answers import BotRecord
 from hotshelf.stream._freshness import FreshnessSummary, FreshnessTracker
 from hotshelf.stream._lane import LANE_TOPICS, BotFilterLike, Lane
 from hotshelf.stream._merge import Source, TopicMerge

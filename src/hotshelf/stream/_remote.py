@@ -30,7 +30,7 @@ import structlog
 from hotshelf.errors import ConfigError, HotshelfError, UnavailableError
 from hotshelf.log import EventLog, open_log
 from hotshelf.log._redis_log import map_redis_errors
-from hotshelf.stream._bot_filter import BotRecord
+from hotshelf.stream._answers import BotRecord
 from hotshelf.stream._lane import LANE_TOPICS, BotFilterLike
 from hotshelf.stream._partition import Partition, check_partition, partition_config
 from hotshelf.stream._processor import BotFilterFactory, default_bot_filter_factory

@@ -38,14 +38,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from hotshelf.config import StreamConfig
 from hotshelf.errors import ValidationError
 from hotshelf.events import EventType, StoredEvent
 from hotshelf.stream._admission import ContributionGate
+from hotshelf.stream._answers import Counts, History, ItemScore
 from hotshelf.stream._coengagement import KINDS, CoEngagement
-from hotshelf.stream._history import BOUGHT, CARTED, VIEWED, History, RecentHistory
+from hotshelf.stream._history import BOUGHT, CARTED, VIEWED, RecentHistory
 from hotshelf.stream._sketch import HeavyHitters
 from hotshelf.stream._trending import (
     ANY,
@@ -56,7 +55,7 @@ from hotshelf.stream._trending import (
     trending_over,
 )
 
-__all__ = ["Counts", "ItemScore", "StreamState", "ranked"]
+__all__ = ["StreamState", "ranked"]
 
 STATE_VERSION = 1
 EVENT_TYPES: tuple[EventType, ...] = tuple(EventType)
@@ -74,23 +73,6 @@ CategoryOf = Callable[[str], "tuple[str, ...] | None"]
 Ranker = Callable[
     [Sequence[TrendIndex], tuple[str, str, str], int, int, int], list[tuple[str, float]]
 ]
-
-
-class ItemScore(msgspec.Struct, frozen=True):
-    """An item and its score: decayed units (popular), z-score (trending) or a count."""
-
-    item_id: str
-    score: float
-
-
-class Counts(msgspec.Struct, frozen=True, kw_only=True):
-    """Event counts: all events and bot events per type, item engagements per type in the
-    asked segment, and the most engaged-with items (lower bounds)."""
-
-    events: dict[str, int]
-    bot_events: dict[str, int]
-    segment: dict[str, int]
-    top_items: list[ItemScore]
 
 
 def _named(counts: list[int]) -> dict[str, int]:

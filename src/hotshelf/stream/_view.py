@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from hotshelf.stream._history import History
-from hotshelf.stream._state import Counts, ItemScore, StreamState, ranked
+from hotshelf.stream._answers import Counts, History, ItemScore
+from hotshelf.stream._state import StreamState, ranked
 from hotshelf.stream._trending import ANY, popular_over, trending_over
 
 __all__ = ["StateQueries", "StateView"]
