@@ -274,6 +274,13 @@ def _finish(results: dict[str, dict[str, Any]], written: dict[str, Any]) -> None
             row["spammed_in_top10"] = sorted(spammed.intersection(row["top10_trending"]))
 
 
+def _compiled() -> bool:
+    """Whether the stream's hot path runs as built by mypyc (``setup.py``)."""
+    from hotshelf.stream import _state
+
+    return not str(_state.__file__).endswith(".py")
+
+
 def throughput(n: int) -> dict[str, Any]:
     """Section ``throughput``: every variant over the same simulated log."""
     with tempfile.TemporaryDirectory(prefix="hotshelf-bench-stream-") as d:
@@ -289,6 +296,7 @@ def throughput(n: int) -> dict[str, Any]:
             "batch": BATCH,
             "sim": "seed=1, default bots, SpamBurst(at_s=120, multiplier=100)",
             "write_log_s": round(write_s, 1),
+            "compiled_hot_path": _compiled(),
         },
         "log": written,
         "variants": results,
