@@ -42,7 +42,8 @@ def _ext_modules() -> list[object]:
         return []
     from mypyc.build import mypycify
 
-    return list(mypycify([f"src/{path}" for path in COMPILED], group_name="hotshelf_native"))
+    paths = [f"src/{path}" for path in COMPILED]
+    return list(mypycify(paths, group_name="hotshelf_native"))
 
 
 setup(ext_modules=_ext_modules())

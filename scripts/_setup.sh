@@ -11,17 +11,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 STAMP=".venv/.hotshelf-setup"
 NATIVE_STAMP=".venv/.hotshelf-native"
-NATIVE_BUILT=""
 WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "setup: installing hotshelf and its dependencies into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     # The CPU build of torch first: left to the resolver, torch comes as a multi-GB CUDA build.
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+    # Interpreted first: the compiled modules are built below, once the dependencies
+    # (whose types mypyc uses) are installed.
+    HOTSHELF_PURE_PYTHON=1 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
     echo "$WANT" > "$STAMP"
-    rm -f "$NATIVE_STAMP"  # the install compiled them: note what from, below
-    NATIVE_BUILT=1
+    rm -f "$NATIVE_STAMP"
 fi
 # The stream hot path, compiled by mypyc (setup.py), sits beside its sources and would
 # shadow an edited .py: rebuild it whenever those sources or what they import changed.
@@ -29,12 +29,10 @@ NATIVE_WANT="$(cat setup.py src/hotshelf/_files.py src/hotshelf/config.py src/ho
     src/hotshelf/events/*.py src/hotshelf/log/*.py src/hotshelf/stream/*.py \
     | sha256sum | cut -d' ' -f1)-${HOTSHELF_PURE_PYTHON:-0}"
 if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_WANT" ]; then
-    if [ -z "$NATIVE_BUILT" ]; then
-        echo "setup: compiling the stream hot path (mypyc)" >&2
-        find src -name '*.so' -delete
-        .venv/bin/python setup.py --quiet build_ext --inplace >/dev/null 2>&1 \
-            || { echo "setup: mypyc build failed; run: .venv/bin/python setup.py build_ext --inplace" >&2; exit 1; }
-    fi
+    echo "setup: compiling the stream hot path (mypyc)" >&2
+    find src -name '*.so' -delete
+    .venv/bin/python setup.py --quiet build_ext --inplace >/dev/null 2>&1 \
+        || { echo "setup: mypyc build failed; run: .venv/bin/python setup.py build_ext --inplace" >&2; exit 1; }
     echo "$NATIVE_WANT" > "$NATIVE_STAMP"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
