@@ -28,9 +28,15 @@ fi
 NATIVE_WANT="$(cat setup.py src/hotshelf/_files.py src/hotshelf/config.py src/hotshelf/errors.py \
     src/hotshelf/events/*.py src/hotshelf/log/*.py src/hotshelf/stream/*.py \
     | sha256sum | cut -d' ' -f1)-${HOTSHELF_PURE_PYTHON:-0}"
-if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_WANT" ]; then
+NATIVE_LIB="$(ls src/hotshelf_native__mypyc.*.so 2>/dev/null | head -n 1)"
+NEWER=""  # a source touched since the build (a checkout): tests/stream/test_compiled.py checks
+if [ -n "$NATIVE_LIB" ]; then
+    NEWER="$(find src/hotshelf/log src/hotshelf/stream -name '*.py' -newer "$NATIVE_LIB" | head -n 1)"
+fi
+if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_WANT" ] || [ -n "$NEWER" ]; then
     echo "setup: compiling the stream hot path (mypyc)" >&2
     find src -name '*.so' -delete
+    rm -rf build  # setuptools would copy unchanged shims from it with their old times
     .venv/bin/python setup.py --quiet build_ext --inplace >/dev/null 2>&1 \
         || { echo "setup: mypyc build failed; run: .venv/bin/python setup.py build_ext --inplace" >&2; exit 1; }
     echo "$NATIVE_WANT" > "$NATIVE_STAMP"
