@@ -28,7 +28,10 @@ fi
 NATIVE_WANT="$(cat setup.py src/hotshelf/_files.py src/hotshelf/config.py src/hotshelf/errors.py \
     src/hotshelf/events/*.py src/hotshelf/log/*.py src/hotshelf/stream/*.py \
     | sha256sum | cut -d' ' -f1)-${HOTSHELF_PURE_PYTHON:-0}"
-NATIVE_LIB="$(ls src/hotshelf_native__mypyc.*.so 2>/dev/null | head -n 1)"
+NATIVE_LIB=""
+for built in src/hotshelf_native__mypyc.*.so; do
+    [ -e "$built" ] && NATIVE_LIB="$built"
+done
 NEWER=""  # a source touched since the build (a checkout): tests/stream/test_compiled.py checks
 if [ -n "$NATIVE_LIB" ]; then
     NEWER="$(find src/hotshelf/log src/hotshelf/stream -name '*.py' -newer "$NATIVE_LIB" | head -n 1)"
