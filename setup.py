@@ -2,8 +2,8 @@
 
 Everything else is in ``pyproject.toml``. The modules below run once or more for every
 event the stream processor applies (reading and decoding the log, the bot filter, the
-state update); compiled, they take ~1.6x fewer CPU seconds per event (measured with
-``python -m benchmarks.bench_stream --only throughput``, see docs/BENCHMARKS.md). They
+state update); compiled, they apply ~1.5x the events per CPU second (median of runs
+alternated with the interpreted sources, see docs/BENCHMARKS.md). They
 are ordinary, fully typed Python (``mypy --strict``), and the package behaves the same
 without the extensions: set ``HOTSHELF_PURE_PYTHON=1`` when installing (or on a machine
 without a C compiler) to keep them interpreted.
