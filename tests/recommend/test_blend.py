@@ -97,8 +97,8 @@ def test_each_item_appears_once() -> None:
 def test_empty_inputs() -> None:
     assert fuse([]) == []
     assert fuse([(1.0, [])]) == []
-    assert blend({}, {"generic": 1.0}) == []
-    assert blend({Route.GENERIC: _ranked("a")}, {}) == []
+    assert list(blend({}, {"generic": 1.0})) == []
+    assert list(blend({Route.GENERIC: _ranked("a")}, {})) == []
 
 
 def test_is_deterministic_and_independent_of_list_order() -> None:
@@ -119,7 +119,7 @@ def test_blend_weights_routes_by_name_and_credits_the_route() -> None:
         Route.PERSONAL: _ranked("b", "c", kind="collaborative"),
         Route.BROWSING: _ranked("a", kind="similar", because="seed"),
     }
-    blended = blend(routes, {"generic": 1.0, "personal": 3.0})  # browsing: no weight
+    blended = list(blend(routes, {"generic": 1.0, "personal": 3.0}))  # browsing: no weight
     assert blended == [
         Blended("b", pytest.approx(1 / 12 + 3 / 11), Route.PERSONAL, "collaborative"),
         Blended("c", pytest.approx(3 / 12), Route.PERSONAL, "collaborative"),
@@ -134,7 +134,7 @@ def test_blend_does_not_depend_on_route_order() -> None:
         Route.BROWSING: _ranked("d", "a", kind="similar", because="seed"),
     }
     weights = {"generic": 1.0, "personal": 0.8, "browsing": 1.3}
-    assert blend(dict(reversed(routes.items())), weights) == blend(routes, weights)
+    assert list(blend(dict(reversed(routes.items())), weights)) == list(blend(routes, weights))
 
 
 # -- properties -------------------------------------------------------------------------

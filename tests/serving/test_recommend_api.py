@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hotshelf.recommend._sources import NeighbourCache, content_similar
+from hotshelf.recommend._sources import NeighbourCache, similar_lists
 from hotshelf.serving import create_app
 from tests.serving.api import JSON, Api, make_config, ndjson
 
@@ -284,7 +284,7 @@ def test_seeds_not_kept_are_looked_up_together(api: Api) -> None:
     assert embeddings is not None
     assert embeddings.store is not None
     seeds = [item_id(category, 2) for category in CATEGORIES]
-    alone = {seed: content_similar(embeddings, [seed], 10, set()) for seed in seeds}
+    alone = {seed: similar_lists(embeddings, [seed], 10, set())[0][1] for seed in seeds}
     before = embeddings.store.stats()["requests"]
     together = NeighbourCache(100).get_many(embeddings, seeds, 10)
     assert embeddings.store.stats()["requests"] == before + 1  # one read for every seed

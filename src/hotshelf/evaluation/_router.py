@@ -35,7 +35,12 @@ from hotshelf.recommend._collaborative import CollaborativeModel
 from hotshelf.recommend._context import Route
 from hotshelf.recommend._interactions import InteractionsBuilder
 from hotshelf.recommend._postprocess import Eligibility, diversify, shortlist_size, top_category
-from hotshelf.recommend._sources import co_viewed, generic_candidates
+from hotshelf.recommend._sources import (
+    co_viewed,
+    co_viewed_lists,
+    generic_candidates,
+    personal_lists,
+)
 from hotshelf.stream import History, ItemScore
 
 __all__ = ["HotshelfRouter"]
@@ -79,6 +84,11 @@ class _TrainingState:
         return self._popular[:k]
 
     def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
+        return [ItemScore(item, float(n)) for item, n in self.related_counts(item_id, kind, k)]
+
+    def related_counts(
+        self, item_id: str, kind: str = "viewed", k: int = 20
+    ) -> list[tuple[str, int]]:
         return self._related.get(item_id, [])[:k]
 
     def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History:
@@ -100,7 +110,7 @@ def _ranked(counts: Counter[str]) -> list[ItemScore]:
 
 def _co_viewed(
     interactions: Sequence[Interaction], window: int, capacity: int
-) -> dict[str, list[ItemScore]]:
+) -> dict[str, list[tuple[str, int]]]:
     """Per item, the items seen within ``window`` places of it in the same session (or
     the same visitor's sequence where the data has no sessions), most often first."""
     sequences: dict[str, list[str]] = defaultdict(list)
@@ -114,7 +124,7 @@ def _co_viewed(
                     pairs[item][earlier] += 1
                     pairs[earlier][item] += 1
     return {
-        item: [ItemScore(other, float(-neg)) for neg, other in
+        item: [(other, -neg) for neg, other in
                heapq.nsmallest(capacity, ((-c, o) for o, c in counts.items()))]
         for item, counts in pairs.items()
     }  # fmt: skip
@@ -178,5 +188,5 @@ class HotshelfRouter(OfflineRecommender):
         cf = candidates(found, "cf")
         assert self._state is not None
         seeds = list(reversed(case.history))[: self.config.recommend.session_items]
-        own = co_viewed(self._state, seeds, n) if seeds else []
-        return fuse([(1.0, cf), (self.config.recommend.history_weight, own)], n)
+        own = co_viewed_lists(self._state, seeds, n)
+        return fuse(personal_lists(cf, own, self.config.recommend), n)

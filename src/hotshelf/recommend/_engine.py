@@ -21,8 +21,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
@@ -49,9 +50,11 @@ from hotshelf.recommend._postprocess import (
 )
 from hotshelf.recommend._sources import (
     NeighbourCache,
-    co_viewed,
-    content_similar,
+    Weighted,
+    co_viewed_lists,
     generic_candidates,
+    personal_lists,
+    similar_lists,
 )
 
 if TYPE_CHECKING:
@@ -243,9 +246,9 @@ class Recommender:
             viewed = session.viewed if session is not None else []
             seeds = list(dict.fromkeys([*current, *viewed]))[:limit]
             generic = self._generic(reader, request.location, request.device, n, now_ms)
-            co = co_viewed(reader, seeds, n) if seeds else []
+            co = co_viewed_lists(reader, seeds, n)
             own_seeds = user.viewed[:limit] if user is not None else []
-            own = co_viewed(reader, own_seeds, n) if own_seeds else []
+            own = co_viewed_lists(reader, own_seeds, n)
         bought: set[str] = set()
         recent: dict[str, float] = {}
         for history in (user, session):
@@ -329,18 +332,20 @@ class Recommender:
     ) -> dict[Route, list[Candidate]]:
         routes: dict[Route, list[Candidate]] = {}
         if gathered.seeds:
-            content: list[Candidate] = []
+            # one fusion over every seed's lists of both signals: fusing each signal
+            # first, then the two, made three fusions and two lists thrown away
+            weight = self.config.co_engagement_weight
+            lists = [(weight * w, found) for w, found in gathered.co_viewed]
             if self.embeddings is not None and self.embeddings.store is not None:
                 seeds = gathered.seeds
-                content = content_similar(self.embeddings, seeds, n, set(seeds), self.neighbours)
-            weight = self.config.co_engagement_weight
-            browsing = fuse([(weight, gathered.co_viewed), (1.0 - weight, content)], n)
+                similar = similar_lists(self.embeddings, seeds, n, set(seeds), self.neighbours)
+                lists += [((1.0 - weight) * w, found) for w, found in similar]
+            browsing = fuse(lists, n)
             if browsing:
                 routes[Route.BROWSING] = browsing
         visitor = visitor_key(request.user_id, request.cookie_id) or request.cookie_id
         collaborative = self._personal(visitor, gathered.recent, n)
-        own = gathered.own_co_viewed
-        personal = fuse([(1.0, collaborative), (self.config.history_weight, own)], n)
+        personal = fuse(personal_lists(collaborative, gathered.own_co_viewed, self.config), n)
         if personal:
             routes[Route.PERSONAL] = personal
         if gathered.generic:
@@ -352,7 +357,7 @@ class Recommender:
     def _post(
         self,
         request: RecommendRequest,
-        blended: Sequence[Blended],
+        blended: Iterator[Blended],
         k: int,
         diversity: float,
         excluded: set[str],
@@ -362,10 +367,10 @@ class Recommender:
         wanted = shortlist_size(k) if diversity > 0 else k
         pool: list[Blended] = []
         items: dict[str, Item] = {}
-        start = 0
-        while len(pool) < wanted and start < len(blended):  # look up only what is needed
-            chunk = blended[start : start + 2 * wanted]
-            start += len(chunk)
+        while len(pool) < wanted:  # take and look up only what is needed
+            chunk = list(islice(blended, 2 * wanted))
+            if not chunk:
+                break
             items.update(self.catalog.get_many([b.item_id for b in chunk]))
             pool.extend(b for b in chunk if eligibility.allows(items.get(b.item_id)))
         pool = pool[:wanted]
@@ -401,8 +406,8 @@ class _Gathered(NamedTuple):
     bought: set[str]
     recent: dict[str, float]  # the visitor's and session's items, to fold into CF
     generic: list[Candidate]
-    co_viewed: list[Candidate]  # ... with the seeds
-    own_co_viewed: list[Candidate]  # ... with the user's own recent views
+    co_viewed: list[Weighted]  # ... with each seed, weighted by its recency
+    own_co_viewed: list[Weighted]  # ... with each of the user's own recent views
 
 
 class _Chosen(NamedTuple):

@@ -3,17 +3,20 @@
 * ``generic_candidates``: trending and popular items for the visitor's location and
   device, fused; backed by wider segments (the location alone, the device alone,
   everything) while the segment has too few.
-* ``co_viewed``: items viewed in the same sessions as the seeds (stream
-  co-engagement), seeds weighted by recency; each credited to the seed that led to it.
-* ``content_similar``: items nearest each seed's text embedding (kept per item in a
-  ``NeighbourCache`` until the embeddings change; the seeds not kept are looked up with
-  one store read and one batched index search), fused with the seeds weighted by
-  recency.
+* ``co_viewed_lists``: per seed, the items viewed in the same sessions (stream
+  co-engagement), weighted by the seed's recency; ``co_viewed`` fuses them.
+* ``similar_lists``: per seed, the items nearest its text embedding (kept per item in
+  a ``NeighbourCache`` until the embeddings change; the seeds not kept are looked up
+  with one store read and one batched index search), weighted the same way.
 
-``Recommender`` fuses co-viewed and content-similar into "browsing now"; personal
-candidates come from ``CollaborativeModel``. The state may be live (``StateView``),
-remote (``RemoteState``) or rebuilt offline (``evaluation._router``): any
-``StateQueries``. Every function here reads; none keeps state between requests.
+Each candidate of a seed's list is credited to that seed. ``Recommender`` fuses every
+seed's co-viewed and content-similar lists into "browsing now" in one fusion (the
+signals weighted by ``co_engagement_weight``); personal candidates come from
+``CollaborativeModel``, fused with the lists co-viewed with the visitor's own recent
+views (``personal_lists``), also in one fusion.
+The state may be live (``StateView``), remote (``RemoteState``) or rebuilt offline
+(``evaluation._router``): any ``StateQueries``. Every function here reads; none keeps
+state between requests.
 """
 
 from __future__ import annotations
@@ -28,19 +31,25 @@ import numpy as np
 from hotshelf.recommend._blend import Candidate, fuse
 
 if TYPE_CHECKING:
+    from hotshelf.config import RecommendConfig
     from hotshelf.embeddings import EmbeddingService
     from hotshelf.stream import ItemScore, StateQueries
 
 __all__ = [
     "NeighbourCache",
+    "Weighted",
     "co_viewed",
-    "content_similar",
+    "co_viewed_lists",
     "generic_candidates",
+    "personal_lists",
     "segments_for",
+    "similar_lists",
 ]
 
 # Recency weights of the browsing seeds: the current item 1, the one before 1/2 ...
 SEED_DECAY = 0.5
+# A ranked list and its weight in a fusion (``fuse``)
+Weighted = tuple[float, list[Candidate]]
 
 
 def segments_for(location: str | None, device: str | None) -> list[tuple[str | None, str | None]]:
@@ -76,29 +85,43 @@ def generic_candidates(
     return found, segment
 
 
-def co_viewed(reader: StateQueries, seeds: Sequence[str], n: int) -> list[Candidate]:
-    """Items viewed in the same sessions as the seeds, seeds weighted by recency (the
-    r-th most recent seed brings n / r items: older seeds weigh less, and rank less)."""
-    lists = [
-        (SEED_DECAY**rank, [Candidate(s.item_id, s.score, "co-viewed", seed)
-                            for s in reader.related(seed, "viewed", max(1, n // (rank + 1)))])
+def co_viewed_lists(reader: StateQueries, seeds: Sequence[str], n: int) -> list[Weighted]:
+    """Per seed, the items viewed in the same sessions, weighted by the seed's recency
+    (the r-th most recent seed brings n / r items: older seeds weigh less, and rank
+    less); each candidate is credited to its seed."""
+    return [
+        (SEED_DECAY**rank, [Candidate(item, count, "co-viewed", seed) for item, count
+                            in reader.related_counts(seed, "viewed", max(1, n // (rank + 1)))])
         for rank, seed in enumerate(seeds)
     ]  # fmt: skip
-    return fuse(lists, n)
 
 
-def content_similar(
+def co_viewed(reader: StateQueries, seeds: Sequence[str], n: int) -> list[Candidate]:
+    """``co_viewed_lists`` fused into the ``n`` best."""
+    return fuse(co_viewed_lists(reader, seeds, n), n)
+
+
+def personal_lists(
+    collaborative: list[Candidate], own: list[Weighted], config: RecommendConfig
+) -> list[Weighted]:
+    """The personal route's lists, for one fusion: the collaborative list (weight 1) and
+    the lists co-viewed with each of the visitor's own recent views (``own``, from
+    ``co_viewed_lists``), weighted by ``history_weight`` on top of their recency."""
+    weight = config.history_weight
+    return [(1.0, collaborative), *((weight * w, found) for w, found in own)]
+
+
+def similar_lists(
     embeddings: EmbeddingService,
     seeds: Sequence[str],
     n: int,
     exclude: set[str],
     neighbours: NeighbourCache | None = None,
-) -> list[Candidate]:
-    """Items nearest each seed's text embedding, fused with the seeds weighted by
-    recency (the r-th most recent brings n / r), each credited to the seed that led to
-    it. A seed without a vector yet brings nothing; ``neighbours`` keeps each seed's
-    list between requests. The seeds not kept are looked up together: one store read
-    and one pass over the index for all of them."""
+) -> list[Weighted]:
+    """Per seed, the items nearest its text embedding (``exclude`` left out), weighted
+    by the seed's recency as in ``co_viewed_lists``. A seed without a vector yet brings
+    nothing; ``neighbours`` keeps each seed's list between requests. The seeds not kept
+    are looked up together: one store read and one pass over the index for all."""
     if neighbours is not None:
         found = neighbours.get_many(embeddings, seeds, n)
     else:
@@ -109,7 +132,7 @@ def content_similar(
                 for s in found.get(seed, [])[: max(1, n // (rank + 1))]
                 if s.item_id not in exclude]  # fmt: skip
         lists.append((SEED_DECAY**rank, kept))
-    return fuse(lists, n)
+    return lists
 
 
 def _nearest(

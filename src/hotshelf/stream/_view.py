@@ -49,6 +49,10 @@ class StateQueries(Protocol):
 
     def related(self, item_id: str, kind: str = ..., k: int = ...) -> list[ItemScore]: ...
 
+    def related_counts(self, item_id: str, kind: str = ..., k: int = ...) -> list[tuple[str, int]]:
+        """``related`` as (item, count) pairs, for callers that build their own objects."""
+        ...
+
     def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History: ...
 
 
@@ -96,13 +100,19 @@ class StateView:
 
     def related(self, item_id: str, kind: str = "viewed", k: int = 20) -> list[ItemScore]:
         """Items most often ``kind`` in the same sessions as ``item_id``, counts summed."""
+        return [ItemScore(item, float(n)) for item, n in self.related_counts(item_id, kind, k)]
+
+    def related_counts(
+        self, item_id: str, kind: str = "viewed", k: int = 20
+    ) -> list[tuple[str, int]]:
+        """``related`` as (item, count) pairs: the recommender makes its candidates from
+        them directly, without an ``ItemScore`` in between."""
         if len(self.parts) == 1:
-            return self._first.related(item_id, kind, k)
+            return self._first.related_counts(item_id, kind, k)
         limit = self._first.top(k)
         knowing = [part for part in self.parts if part.related_counts(item_id, kind, 1)]
         if len(knowing) <= 1:  # one part knows the item (a lane, a partition): nothing to add
-            found = knowing[0].related_counts(item_id, kind, limit) if knowing else []
-            return [ItemScore(item, float(n)) for item, n in found]
+            return knowing[0].related_counts(item_id, kind, limit) if knowing else []
         top_k = self._first.config.top_k
         lists = [part.related_counts(item_id, kind, top_k) for part in knowing]
         totals: dict[str, int] = {}
@@ -110,7 +120,7 @@ class StateView:
             for item, n in found:
                 totals[item] = totals.get(item, 0) + n
         best = heapq.nsmallest(limit, ((-n, item) for item, n in totals.items()))
-        return [ItemScore(item, float(-neg)) for neg, item in best]
+        return [(item, -neg) for neg, item in best]
 
     def history(self, *, user_id: str | None = None, session_id: str | None = None) -> History:
         """Recent items of one user or session: the first part's, then the others' after."""
