@@ -209,3 +209,26 @@ def test_one_list_keeps_its_order_as_the_general_fusion_would(
     assert [c.item_id for c in one] == [c.item_id for c in beside_empty] == expected
     for candidate in one:
         assert candidate.score == pytest.approx(shares[candidate.item_id])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from("abcdefghij"), max_size=30),
+    st.sampled_from([1.0, 0.7, 0.35, 1e-12, 1e-300]),
+    st.sampled_from(list(Route)),
+)
+def test_a_blend_of_one_route_is_that_route_fused_alone(
+    ids: list[str], weight: float, route: Route
+) -> None:
+    # one route with candidates (a new visitor's generic list) takes a shortcut: the
+    # same order, scores and credit as the general fusion, repeats and ties included
+    # (a weight so small that shares round to equal ranks breaks ties on the item id)
+    routes = {route: _ranked(*ids, kind="kind")}
+    others = {other: [] for other in Route if other is not route}
+    weights = {**{other.value: 1.0 for other in Route}, route.value: weight}
+    blended = list(blend({**routes, **others}, weights))
+    general = fuse([(weight, routes[route])])
+    assert [b.item_id for b in blended] == [c.item_id for c in general]
+    assert [b.score for b in blended] == [c.score for c in general]
+    assert {b.route for b in blended} <= {route}
+    assert [b.kind for b in blended] == [c.kind for c in general]

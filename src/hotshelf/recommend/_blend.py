@@ -147,11 +147,22 @@ def blend(
 
     The ranking is made at once; each ``Blended`` only as it is taken: a request takes
     the first few eligible of 100-150, and making them all was a tenth of the blend."""
-    lists = (
-        (weights.get(route.value, 0.0), route, routes[route])
+    lists = [
+        (weight, route, routes[route])
         for route in SPECIFIC_FIRST
-        if route in routes
-    )
+        if route in routes and routes[route] and (weight := weights.get(route.value, 0.0)) > 0
+    ]
+    if len(lists) == 1:  # one route (a new visitor's generic list): its order, if distinct
+        weight, route, candidates = lists[0]
+        n = len(candidates)
+        shares = _shares(weight, n)
+        if (n < 2 or shares[n - 2] > shares[n - 1]) and n == len(
+            {c.item_id for c in candidates}
+        ):  # strictly falling shares (the steps narrow with rank): no ties to break on ids
+            return (
+                Blended(c.item_id, share / SHARE_UNITS, route, c.kind, c.because)
+                for c, share in zip(candidates, shares, strict=False)  # shares may run on
+            )
     order, totals, credit = _fused(lists, by_rank=True)
     return (
         Blended(item, totals[item] / SHARE_UNITS, route, c.kind, c.because)
