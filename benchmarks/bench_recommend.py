@@ -18,7 +18,10 @@ items, and its current item) and ``mixed`` (a third of each). Each mix runs at e
 value too, to find saturation: p50/p99, error rate, achieved rate and the server's
 CPU. A request still unanswered 30 s after the last one was due counts as an error
 (``unfinished``), so a saturated rate shows as errors, not as a hang. ``GET /healthz``
-at the highest route rate is the floor of the HTTP stack, side by side.
+at the highest route rate is the floor of the HTTP stack, side by side. Every row starts
+once the server is idle again (``_settled``): a saturated row's backlog is not charged
+to the next. The target (p99 under 5 ms at 1,000/s) counts as met only when both rows
+of mixed requests at 1,000/s (per route, and in the rate series) meet it.
 
 ``cache``: every mix again at the lowest route rate (one the server sustains) with the
 precomputed lists off (``recommend.precompute_memory_mb=0``): every list computed per
@@ -59,6 +62,10 @@ SECTIONS = ("load", "cache", "ingest", "evaluate")
 K = 20
 MIXES = ("new", "returning", "browsing", "mixed")
 SETTLE_S = 15.0
+IDLE_CORES = 0.1  # a row starts once the server uses less than this ...
+IDLE_WINDOW_S = 0.5  # ... over this long
+MAX_SETTLE_S = 60.0
+TARGET_P99_MS = 5.0  # from the issue: mixed requests at 1,000/s
 INGEST_RATE = 50.0  # requests/s of BATCH events each, in the ingest section
 
 
@@ -131,12 +138,30 @@ def _run_load(
     return result
 
 
+def _settled(server: Any) -> float:
+    """Wait until the server is idle again (under ``IDLE_CORES`` of a core over
+    ``IDLE_WINDOW_S``, at most ``MAX_SETTLE_S``); returns the seconds waited.
+
+    A row that saturated the server leaves it a backlog (impressions for the stream
+    processor and the attribution feed, segment lists to rebuild) that would otherwise
+    be charged to the next row: each row measures its own rate from an idle server."""
+    started = time.monotonic()
+    while time.monotonic() - started < MAX_SETTLE_S:
+        cpu = server.cpu_s()
+        time.sleep(IDLE_WINDOW_S)
+        if server.cpu_s() - cpu < IDLE_CORES * IDLE_WINDOW_S:
+            break
+    return round(time.monotonic() - started, 2)
+
+
 def _measured(server: Any, port: int, requests: list[bytes], rate: float, duration: float,
               path: str = "/v1/recommend") -> dict[str, Any]:  # fmt: skip
+    settle_s = _settled(server)
     cpu = server.cpu_s()
     method = "POST" if requests[0] else "GET"
     found = _run_load(port, [(method, path, body) for body in requests], rate, duration)
     found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
+    found["settled_s"] = settle_s
     return found
 
 
@@ -166,10 +191,17 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
                     if r["error_rate"] == 0 and r["achieved_rate"] >= 0.97 * r["target_rate"]
                     and r["p99_ms"] < 50]  # fmt: skip
             out["max_sustained_rate"] = max((r["target_rate"] for r in kept), default=None)
-    at_1000 = out["per_route"].get("1000", {}).get("mixed")
-    if at_1000 is not None:
-        out["target"] = {"p99_ms_at_1000": 5.0, "met": at_1000["p99_ms"] < 5.0
-                         and at_1000["error_rate"] == 0}  # fmt: skip
+    # every row of mixed requests at 1,000/s must meet it: the per-route one and the
+    # one of the rate series
+    rows = [out["per_route"].get("1000", {}).get("mixed")]
+    rows += [r for r in out.get("mixed_by_rate", []) if r["target_rate"] == 1000]
+    at_1000 = [r for r in rows if r is not None]
+    if at_1000:
+        out["target"] = {
+            "p99_ms_at_1000": TARGET_P99_MS,
+            "measured_p99_ms": [r["p99_ms"] for r in at_1000],
+            "met": all(r["p99_ms"] < TARGET_P99_MS and r["error_rate"] == 0 for r in at_1000),
+        }
     return out
 
 
