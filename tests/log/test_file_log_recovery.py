@@ -244,6 +244,29 @@ def test_damage_before_the_last_index_entry_is_found_by_verify_and_reads(
         assert [r.value for r in read_all(log, hit.last + 1)] == small_log.values[hit.last + 1 :]
 
 
+def test_a_consumer_following_the_tail_starts_where_its_last_read_ended(
+    tmp_path: Path,
+) -> None:
+    # One index entry for the whole segment: without the remembered frame start, every
+    # read of the tail walks (and checks) each frame before it again.
+    config = LogConfig(fsync=False, index_interval_bytes=1 << 20)
+    built = build(tmp_path / "log", batches(8), config)
+    frames = built.frames[0]
+    with FileLog(built.directory, config) as log:
+        consumer = log.consumer("tail")
+        passed = consumer.poll(frames[5].last + 1)
+        assert [r.offset for r in passed] == list(range(frames[5].last + 1))
+        # a frame it passed goes bad: its next read must not walk over it again
+        flip(built.segments[0], frames[2].position + 35, 6)
+        with structlog.testing.capture_logs() as logs:
+            rest = consumer.poll()
+        assert [r.value for r in rest] == built.values[frames[6].first :]
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == []
+        # a read from further back still walks from the index and finds the damage
+        with pytest.raises(CorruptLogError):
+            log.read(frames[2].first)
+
+
 @pytest.fixture(scope="module")
 def segmented_log(tmp_path_factory: pytest.TempPathFactory) -> Built:
     config = LogConfig(fsync=False, segment_max_bytes=400)

@@ -40,6 +40,7 @@ _logger = structlog.get_logger("hotshelf.log")
 _INDEX_ENTRY = struct.Struct("<QQ")
 _U32 = struct.Struct("<I")
 _CHUNK = 512 * 1024
+_NEXT_FRAME_HINTS = 16  # remembered frame starts per segment (a few consumers' tails)
 _NAME_DIGITS = 20
 
 
@@ -179,6 +180,11 @@ class Segment:
         # (offset, position) of frame starts, always beginning with the first frame.
         self.index: list[tuple[int, int]] = [(base_offset, 0)]
         self.spans: list[Span] = []
+        # offset -> position of the frame that starts just past a recent read's last
+        # frame: a consumer following the tail comes back for exactly that offset, and
+        # starts there instead of at the index entry before it (up to
+        # index_interval_bytes of small frames to walk and check again)
+        self._next_frames: dict[int, int] = {}
 
     def __repr__(self) -> str:
         return f"Segment({str(self.path)!r}, {self.base_offset}..{self.end_offset})"
@@ -252,12 +258,13 @@ class Segment:
         return entries
 
     def _start_for(self, offset: int, reader: SegmentReader) -> tuple[int, int]:
-        """Where to start scanning for ``offset``: an index entry, or past known damage."""
-        i = bisect_right(self.index, offset, key=lambda entry: entry[0]) - 1
-        start_offset, position = self.index[max(i, 0)]
-        if position:
-            _, _, found = reader.frame(position)
-            if not isinstance(found, FrameHeader) or found.base_offset != start_offset:
+        """Where to start scanning for ``offset``: the frame a recent read ended before,
+        an index entry, or past known damage."""
+        start_offset, position = offset, self._next_frames.get(offset, -1)
+        if position < 0 or not self._frame_at(reader, position, offset):
+            i = bisect_right(self.index, offset, key=lambda entry: entry[0]) - 1
+            start_offset, position = self.index[max(i, 0)]
+            if position and not self._frame_at(reader, position, start_offset):
                 start_offset, position = self.base_offset, 0  # stale entry: scan it all
         for span in self.spans:
             if span.covers(offset):
@@ -267,6 +274,19 @@ class Segment:
             if position < span.resume and span.last < offset:
                 start_offset, position = span.last + 1, span.resume
         return start_offset, position
+
+    @staticmethod
+    def _frame_at(reader: SegmentReader, position: int, offset: int) -> bool:
+        """Whether a good frame holding ``offset`` first starts at ``position``."""
+        _, _, found = reader.frame(position)
+        return isinstance(found, FrameHeader) and found.base_offset == offset
+
+    def _note_next_frame(self, offset: int, position: int) -> None:
+        """Remember where the frame after a read's last one starts (a few reads' worth)."""
+        hints = self._next_frames
+        hints[offset] = position
+        while len(hints) > _NEXT_FRAME_HINTS:
+            hints.pop(next(iter(hints)), None)
 
     def corrupt(self, span: Span) -> CorruptLogError:
         last = "?" if span.last is None else span.last
@@ -319,7 +339,10 @@ class Segment:
                     if out:
                         break
                     raise self.corrupt(span) from None
-                out.extend(records[: max_records - len(out)])
+                taken = records[: max_records - len(out)]
+                out.extend(taken)
+                if len(taken) == len(records):  # the frame read to its end
+                    self._note_next_frame(header.end_offset, header.next_position)
                 if len(out) >= max_records:
                     break
         return out
