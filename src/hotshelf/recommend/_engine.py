@@ -367,8 +367,11 @@ class Recommender:
         wanted = shortlist_size(k) if diversity > 0 else k
         pool: list[Blended] = []
         items: dict[str, Item] = {}
-        while len(pool) < wanted:  # take and look up only what is needed
-            chunk = list(islice(blended, 2 * wanted))
+        # take and look up only what is needed: what is still missing and a margin for
+        # the ineligible (a chunk of twice the need made and looked up ~40% too many)
+        margin = max(4, wanted // 4)
+        while len(pool) < wanted:
+            chunk = list(islice(blended, wanted - len(pool) + margin))
             if not chunk:
                 break
             items.update(self.catalog.get_many([b.item_id for b in chunk]))
