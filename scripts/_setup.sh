@@ -36,7 +36,12 @@ NEWER=""  # a source touched since the build (a checkout): tests/stream/test_com
 if [ -n "$NATIVE_LIB" ]; then
     NEWER="$(find src/hotshelf/log src/hotshelf/stream -name '*.py' -newer "$NATIVE_LIB" | head -n 1)"
 fi
-if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_WANT" ] || [ -n "$NEWER" ]; then
+MISSING=""  # a failed build deleted the modules and kept the last good stamp
+if [ -z "$NATIVE_LIB" ] && [ "${HOTSHELF_PURE_PYTHON:-0}" = 0 ]; then
+    MISSING=1
+fi
+if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_WANT" ] || [ -n "$NEWER" ] \
+    || [ -n "$MISSING" ]; then
     echo "setup: compiling the stream hot path (mypyc)" >&2
     find src -name '*.so' -delete
     rm -rf build  # setuptools would copy unchanged shims from it with their old times

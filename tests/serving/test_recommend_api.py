@@ -10,6 +10,7 @@ impression and variant; every bad input gets a clear 4xx.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -286,9 +287,13 @@ def test_seeds_not_kept_are_looked_up_together(api: Api) -> None:
     seeds = [item_id(category, 2) for category in CATEGORIES]
     alone = {seed: similar_lists(embeddings, [seed], 10, set())[0][1] for seed in seeds}
     before = embeddings.store.stats()["requests"]
-    together = NeighbourCache(100).get_many(embeddings, seeds, 10)
+    neighbours = NeighbourCache(100)
+    together = neighbours.get_many(embeddings, seeds, 10)
     assert embeddings.store.stats()["requests"] == before + 1  # one read for every seed
     assert set(together) == set(seeds)
+    gc.collect()  # kept lists are tuples of untracked scores: a full collection skips them
+    kept = list(neighbours._lists.values())
+    assert not [k for k in kept if gc.is_tracked(k) or gc.is_tracked(k.found)]
     for seed in seeds:
         assert [s.item_id for s in together[seed]][:5] == [c.item_id for c in alone[seed]][:5]
         assert seed not in {s.item_id for s in together[seed]}

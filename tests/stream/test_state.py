@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -137,6 +139,22 @@ def test_related_items_come_from_the_same_sessions() -> None:
     assert state.related("a", "bought") == []
     with pytest.raises(ValidationError, match="kind"):
         state.related("a", "liked")
+
+
+def test_kept_rankings_cost_the_cyclic_gc_nothing() -> None:
+    # a serving process keeps up to RANKED_ITEMS per kind: as lists of strings, every
+    # full collection visited each string of each of them
+    co = CoEngagement(capacity=10, max_items=100)
+    co.pair(0, "a", ["b", "c", "d"], 1)
+    co.pair(0, "b", ["c"], 2)
+    co.pair(0, "c", ["b"], 3)
+    assert [item for item, _ in co.related(0, "b", 5)] == ["c", "a"]
+    assert [item for item, _ in co.related(0, "c", 5)] == ["b", "a"]
+    gc.collect()  # tuples of untracked objects stop being tracked at a collection
+    ranked = co.kinds[0].ranked
+    assert len(ranked) == 2
+    assert not [order for order in ranked.values() if gc.is_tracked(order)]
+    assert co.related(0, "b", 1) == [("c", 2)]  # the kept order, cut
 
 
 def test_queries_reject_unknown_windows_and_bad_k() -> None:

@@ -34,9 +34,13 @@ _SHARE_TABLES: dict[float, list[int]] = {}
 _MAX_SHARE_TABLES = 1024
 
 
-class Candidate(msgspec.Struct, frozen=True):
+class Candidate(msgspec.Struct, frozen=True, gc=False):
     """An item a source proposes: ``kind`` names the signal ("trending", "similar" ...),
-    ``because`` the item that led to it, if any."""
+    ``because`` the item that led to it, if any.
+
+    Not tracked by the cyclic GC (``gc=False``: strings and a float can never be part
+    of a cycle), so a tuple of candidates is not either, once collected: kept lists
+    (``ListCache``) cost a full collection nothing."""
 
     item_id: str
     score: float

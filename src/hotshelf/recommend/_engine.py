@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -262,7 +262,7 @@ class Recommender:
 
     def _generic(
         self, reader: StateQueries, location: str | None, device: str | None, n: int, now_ms: int
-    ) -> list[Candidate]:
+    ) -> Sequence[Candidate]:
         """The segment's generic list: the kept one while it is younger than
         ``segment_refresh_s`` (a stale one past half that age is handed to
         ``refresh_segments``), else built here.
@@ -286,7 +286,7 @@ class Recommender:
 
     def _build_segment(
         self, reader: StateQueries, location: str | None, device: str | None, n: int, now_ms: int
-    ) -> list[Candidate]:
+    ) -> Sequence[Candidate]:
         built_at = self._offsets() if self._offsets is not None else None
         weight = self.config.trending_weight
         found, source = generic_candidates(reader, location, device, n, weight)
@@ -310,7 +310,7 @@ class Recommender:
                 self._build_segment(reader, location, device, self.config.candidates, now)
         return len(due)
 
-    def _personal(self, visitor: str, recent: Mapping[str, float], n: int) -> list[Candidate]:
+    def _personal(self, visitor: str, recent: Mapping[str, float], n: int) -> Sequence[Candidate]:
         model = self.model
         if model is None:
             return []
@@ -329,8 +329,8 @@ class Recommender:
 
     def _routes(
         self, request: RecommendRequest, gathered: _Gathered, n: int, excluded: set[str]
-    ) -> dict[Route, list[Candidate]]:
-        routes: dict[Route, list[Candidate]] = {}
+    ) -> dict[Route, Sequence[Candidate]]:
+        routes: dict[Route, Sequence[Candidate]] = {}
         if gathered.seeds:
             # one fusion over every seed's lists of both signals: fusing each signal
             # first, then the two, made three fusions and two lists thrown away
@@ -408,7 +408,7 @@ class _Gathered(NamedTuple):
     seeds: list[str]  # "browsing now": the current item, then the session's views
     bought: set[str]
     recent: dict[str, float]  # the visitor's and session's items, to fold into CF
-    generic: list[Candidate]
+    generic: Sequence[Candidate]
     co_viewed: list[Weighted]  # ... with each seed, weighted by its recency
     own_co_viewed: list[Weighted]  # ... with each of the user's own recent views
 

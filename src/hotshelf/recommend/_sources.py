@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import msgspec
 import numpy as np
 
 from hotshelf.recommend._blend import Candidate, fuse
@@ -49,7 +50,7 @@ __all__ = [
 # Recency weights of the browsing seeds: the current item 1, the one before 1/2 ...
 SEED_DECAY = 0.5
 # A ranked list and its weight in a fusion (``fuse``)
-Weighted = tuple[float, list[Candidate]]
+Weighted = tuple[float, Sequence[Candidate]]
 
 
 def segments_for(location: str | None, device: str | None) -> list[tuple[str | None, str | None]]:
@@ -102,7 +103,7 @@ def co_viewed(reader: StateQueries, seeds: Sequence[str], n: int) -> list[Candid
 
 
 def personal_lists(
-    collaborative: list[Candidate], own: list[Weighted], config: RecommendConfig
+    collaborative: Sequence[Candidate], own: list[Weighted], config: RecommendConfig
 ) -> list[Weighted]:
     """The personal route's lists, for one fusion: the collaborative list (weight 1) and
     the lists co-viewed with each of the visitor's own recent views (``own``, from
@@ -122,11 +123,12 @@ def similar_lists(
     by the seed's recency as in ``co_viewed_lists``. A seed without a vector yet brings
     nothing; ``neighbours`` keeps each seed's list between requests. The seeds not kept
     are looked up together: one store read and one pass over the index for all."""
+    found: Mapping[str, Sequence[ItemScore]]
     if neighbours is not None:
         found = neighbours.get_many(embeddings, seeds, n)
     else:
         found = _nearest(embeddings, seeds, n)
-    lists = []
+    lists: list[Weighted] = []
     for rank, seed in enumerate(seeds):
         kept = [Candidate(s.item_id, s.score, "similar", seed)
                 for s in found.get(seed, [])[: max(1, n // (rank + 1))]
@@ -154,30 +156,40 @@ def _nearest(
     return dict(zip(ids, answers, strict=True))
 
 
+class _Kept(msgspec.Struct, gc=False):
+    """An item's kept neighbours: ints and a tuple of untracked scores, never in a cycle,
+    so the cyclic GC tracks neither this nor (after a collection) the tuple."""
+
+    generation: int
+    n: int
+    found: tuple[ItemScore, ...]
+
+
 class NeighbourCache:
     """Each item's nearest neighbours, kept until the embeddings change (their service's
-    ``generation``) or ``capacity`` newer items push them out; thread-safe."""
+    ``generation``) or ``capacity`` newer items push them out; thread-safe. Lists are
+    kept as tuples, which the cyclic GC stops tracking (see ``ListCache``)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._lists: OrderedDict[str, tuple[int, int, list[ItemScore]]] = OrderedDict()
+        self._lists: OrderedDict[str, _Kept] = OrderedDict()
         self._lock = threading.Lock()
 
     def get_many(
         self, embeddings: EmbeddingService, item_ids: Sequence[str], n: int
-    ) -> dict[str, list[ItemScore]]:
+    ) -> dict[str, Sequence[ItemScore]]:
         """The ``n`` nearest items of each of ``item_ids`` (distinct): kept lists, and
         the rest found together (``_nearest``) and kept; items with no vector yet are
         left out, and asked again next time."""
         generation = embeddings.generation
-        out: dict[str, list[ItemScore]] = {}
+        out: dict[str, Sequence[ItemScore]] = {}
         missing = []
         with self._lock:
             for item in item_ids:
                 kept = self._lists.get(item)
-                if kept is not None and kept[0] == generation and kept[1] >= n:
+                if kept is not None and kept.generation == generation and kept.n >= n:
                     self._lists.move_to_end(item)
-                    out[item] = kept[2][:n]
+                    out[item] = kept.found[:n]
                 else:
                     missing.append(item)
         if not missing:
@@ -186,7 +198,7 @@ class NeighbourCache:
         with self._lock:
             for item, listed in found.items():
                 if listed:
-                    self._lists[item] = (generation, n, listed)
+                    self._lists[item] = _Kept(generation, n, tuple(listed))
                     self._lists.move_to_end(item)
             while len(self._lists) > self.capacity:
                 self._lists.popitem(last=False)

@@ -43,8 +43,13 @@ class History(msgspec.Struct, frozen=True):
     bought: list[str]
 
 
-class ItemScore(msgspec.Struct, frozen=True):
-    """An item and its score: decayed units (popular), z-score (trending) or a count."""
+class ItemScore(msgspec.Struct, frozen=True, gc=False):
+    """An item and its score: decayed units (popular), z-score (trending) or a count.
+
+    Not tracked by the cyclic GC (``gc=False``: a string and a float can never be part
+    of a cycle), so a tuple of them is untracked too: kept lists of neighbours cost a
+    full collection nothing (``recommend.NeighbourCache``).
+    """
 
     item_id: str
     score: float

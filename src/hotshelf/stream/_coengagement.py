@@ -9,7 +9,8 @@ past ``max_related_items`` per kind are dropped least recently paired first (by 
 event time of their latest pairing, ties by id).
 
 Per item the counters are a plain ``dict[str, int]`` and the bookkeeping lives in
-other int-valued dicts, so the cyclic GC does not track any of it.
+other int-valued dicts, so the cyclic GC does not track any of it; the rankings below
+are tuples of str, which it stops tracking at their first collection.
 
 Rankings. A query ranks an item's partners (two sorts of up to ``2 * capacity``
 entries, ~25 µs for 200) and a browsing recommendation asks for several seeds at
@@ -48,7 +49,10 @@ class _Kind:
         self.partners: dict[str, dict[str, int]] = {}
         self.last_s: dict[str, int] = {}
         self.decrement: dict[str, int] = {}  # only items that were pruned
-        self.ranked: dict[str, list[str]] = {}  # item -> its partners, best first
+        # item -> its partners, best first: a tuple of str, which the cyclic GC stops
+        # tracking at its first collection (as lists, a full collection in a serving
+        # process visited every string of up to RANKED_ITEMS rankings per kind)
+        self.ranked: dict[str, tuple[str, ...]] = {}
 
 
 class CoEngagement:
@@ -115,11 +119,11 @@ class CoEngagement:
             return []
         order = kind.ranked.get(item)
         if order is None:
-            order = sorted(counters)
-            order.sort(key=counters.__getitem__, reverse=True)
+            by_count = sorted(counters)
+            by_count.sort(key=counters.__getitem__, reverse=True)
             if len(kind.ranked) >= RANKED_ITEMS:
                 del kind.ranked[next(iter(kind.ranked))]
-            kind.ranked[item] = order
+            order = kind.ranked[item] = tuple(by_count)
         top = order[:k]
         return list(zip(top, map(counters.__getitem__, top), strict=True))
 
