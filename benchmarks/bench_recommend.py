@@ -16,7 +16,9 @@ the stream processor, the embeddings and the recommender, in its own process.
 items, and its current item) and ``mixed`` (a third of each). Each mix runs at every
 ``--route-rates`` value (250 and 1,000 requests/s); the mixed one at every ``--rates``
 value too, to find saturation: p50/p99, error rate, achieved rate and the server's
-CPU. A request still unanswered 30 s after the last one was due counts as an error
+CPU and its GC pauses during the row (``server_gc_pauses``, from its
+``hotshelf_gc_pause_seconds``: count, milliseconds and those over 10 ms per
+generation). A request still unanswered 30 s after the last one was due counts as an error
 (``unfinished``), so a saturated rate shows as errors, not as a hang. ``GET /healthz``
 at the highest route rate is the floor of the HTTP stack, side by side. Every row starts
 once the server is idle again (``_settled``): a saturated row's backlog is not charged
@@ -47,10 +49,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks._cli import add_only_option, run_and_report, run_header
 from benchmarks._loadgen import PLACEHOLDER, OpenLoopSpec
@@ -154,13 +159,37 @@ def _settled(server: Any) -> float:
     return round(time.monotonic() - started, 2)
 
 
+def _gc_pauses(port: int) -> dict[str, float]:
+    """The server's GC pauses so far (``hotshelf_gc_pause_seconds``): per generation, the
+    count, the seconds, and how many took over 10 ms."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    out: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        if family.name != "hotshelf_gc_pause_seconds":
+            continue
+        for s in family.samples:
+            generation = s.labels["generation"]
+            if s.name.endswith("_count"):
+                out[f"gen{generation}_count"] += s.value
+                out[f"gen{generation}_over_10ms"] += s.value
+            elif s.name.endswith("_sum"):
+                out[f"gen{generation}_ms"] += 1000 * s.value
+            elif s.name.endswith("_bucket") and s.labels["le"] == "0.01":
+                out[f"gen{generation}_over_10ms"] -= s.value
+    return out
+
+
 def _measured(server: Any, port: int, requests: list[bytes], rate: float, duration: float,
               path: str = "/v1/recommend") -> dict[str, Any]:  # fmt: skip
+    """One row from an idle server, with the server's CPU and GC pauses during it."""
     settle_s = _settled(server)
-    cpu = server.cpu_s()
+    cpu, pauses = server.cpu_s(), _gc_pauses(port)
     method = "POST" if requests[0] else "GET"
     found = _run_load(port, [(method, path, body) for body in requests], rate, duration)
     found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
+    after = _gc_pauses(port)
+    found["server_gc_pauses"] = {k: round(after[k] - pauses[k], 1) for k in sorted(after)}
     found["settled_s"] = settle_s
     return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -72,3 +73,25 @@ def test_unknown_methods_share_one_label() -> None:
     m.observe_request("/v1/events", "SPAM", 405, 0.001)
     labels = (("method", "other"), ("route", "/v1/events"), ("status", "405"))
     assert samples(m)[("hotshelf_http_requests_total", labels)] == 2
+
+
+def test_gc_pauses_are_timed_per_generation_by_one_hook() -> None:
+    a, b = Metrics(), Metrics()  # two registries, one hook in the process
+    assert sum(type(hook).__name__ == "_Pauses" for hook in gc.callbacks) == 1
+    before = samples(a)
+    count = ("hotshelf_gc_pause_seconds_count", (("generation", "2"),))
+    seconds = ("hotshelf_gc_pause_seconds_sum", (("generation", "2"),))
+    garbage = [[] for _ in range(1000)]
+    for i, node in enumerate(garbage):  # cycles for the collection to find
+        node.append(garbage[i - 1])
+    del garbage, node
+    gc.collect(2)
+    gc.collect(2)
+    after = samples(a)
+    assert after[count] >= before[count] + 2
+    assert after[seconds] > before[seconds]
+    assert samples(b)[count] == after[count]
+    # buckets are cumulative and end with every collection
+    inf = ("hotshelf_gc_pause_seconds_bucket", (("generation", "2"), ("le", "+Inf")))
+    low = ("hotshelf_gc_pause_seconds_bucket", (("generation", "2"), ("le", "0.0001")))
+    assert after[low] <= after[inf] == after[count]

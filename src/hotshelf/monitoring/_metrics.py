@@ -20,6 +20,7 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 
 from hotshelf.log import LogObserver, LogStats
+from hotshelf.monitoring._gc_pauses import GcPauseCollector
 from hotshelf.monitoring._stream_metrics import StreamCollector, StreamSource
 
 __all__ = ["CONTENT_TYPE", "Metrics", "PrometheusLogObserver"]
@@ -113,6 +114,7 @@ class Metrics:
         )
         if process:
             ProcessCollector(registry=reg)
+            reg.register(GcPauseCollector())
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._stream: StreamCollector | None = None
 
