@@ -1,0 +1,80 @@
+"""``StreamRunner``: the stream processor in the server's background thread, and what its
+catch-up leaves to the cyclic GC."""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+from hotshelf.events import encode_stored_event
+from hotshelf.log import FileLog
+from hotshelf.serving._stream import StreamRunner
+from hotshelf.simulation import SimConfig, StoreSimulator
+from hotshelf.stream._bot_behaviour import Visitor
+from hotshelf.stream._processor import StreamProcessor, default_bot_filter_factory
+from tests.stream.simulated import config, open_logs, stored, upserts
+
+
+def _logs(tmp_path: Path, n: int) -> tuple[FileLog, FileLog]:
+    """Both topics of a simulated store: its catalog and ``n`` events."""
+    sim = StoreSimulator(SimConfig(seed=3, n_items=200))
+    events, catalog = open_logs(tmp_path, config(tmp_path))
+    catalog.append(upserts(sim.catalog()))
+    events.append([encode_stored_event(e) for e in stored(sim.events(n))])
+    return events, catalog
+
+
+def _tracked_visitors() -> int:
+    # type() rather than isinstance(): isinstance reads __class__ on every tracked
+    # object, and some (deprecated torch aliases) warn when asked
+    return sum(type(o) is Visitor for o in gc.get_objects())
+
+
+def test_the_state_a_catch_up_builds_is_frozen_out_of_the_cyclic_gc(tmp_path: Path) -> None:
+    # built after the server's start-up freeze, it would sit in the oldest generation,
+    # and every full collection would walk all of it
+    events, catalog = _logs(tmp_path, 3000)
+    runner = StreamRunner(config(tmp_path), events, catalog)
+    frozen = gc.get_freeze_count()
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while gc.get_freeze_count() == frozen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.running
+        assert runner.processor.caught_up()
+        with runner.processor.reading() as state:
+            assert state.counts().events  # the catch-up built a state ...
+        assert runner.processor.bot_stats()["checked"]  # ... and judged its visitors
+        assert _tracked_visitors() == 0  # gc.get_objects() leaves frozen objects out
+    finally:
+        runner.close()
+        events.close()
+        catalog.close()
+
+
+def test_a_caught_up_state_holds_no_reference_cycles(tmp_path: Path) -> None:
+    # what makes freezing it safe: what the state drops later, reference counting frees
+    # (the cyclic GC never looks at a frozen object again)
+    events, catalog = _logs(tmp_path, 3000)
+    cfg = config(tmp_path)
+    processor = StreamProcessor(cfg, events, catalog, default_bot_filter_factory(cfg))
+    processor.catch_up()
+    lane = processor.lanes[0]
+    state, bots = lane.state, lane.bots
+    processor.close(snapshot=False)
+    events.close()
+    catalog.close()
+    del processor, lane
+    gc.collect()
+    assert _tracked_visitors() > 0
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        del state, bots
+        assert _tracked_visitors() == 0  # freed at once, by reference counting
+        assert gc.collect() == 0  # and nothing was left for the cyclic GC
+    finally:
+        if was:
+            gc.enable()
