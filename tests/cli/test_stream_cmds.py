@@ -48,6 +48,7 @@ def test_sigterm_stops_the_processor_after_a_last_snapshot(tmp_path: Path) -> No
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert b"stream partition 1/2: caught up (0 records)" in err  # and frozen, before run
     assert b"stopped at" in err
     snapshot = SnapshotStore(data / "stream" / "p1of2").read()
     assert snapshot is not None

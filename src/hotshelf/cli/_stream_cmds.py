@@ -121,6 +121,8 @@ def _run(cfg: Config, partition: Partition, store: SnapshotStorage) -> None:
         _say(f"stream partition {partition}: resuming at {_offsets(processor)}")
         _say(f"stream partition {partition}: snapshots to {store.location}")
         try:
+            applied = processor.catch_up_and_freeze(stop)  # its state out of the cyclic GC
+            _say(f"stream partition {partition}: caught up ({applied} records)")
             processor.run(stop)  # its last act is a snapshot
         finally:
             processor.close(snapshot=False)

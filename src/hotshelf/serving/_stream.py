@@ -146,26 +146,11 @@ class StreamRunner(_Queries):
             _logger.exception("stream.failed")
 
     def _catch_up(self) -> None:
-        """Apply what the logs held at start (all of it on a fresh store, else what came
-        after the snapshot), then freeze the state it built out of the cyclic GC, as the
-        server's start-up does with what it loaded (``HotshelfApp.startup``).
-
-        That state lives as long as the process and is built after start-up's freeze:
-        left in the oldest generation, every full collection walked it (a 200k-event
-        store: ~30k objects, ~320k references, 15-40 ms of stopped process every few
-        seconds under load). One full collection first, so no garbage is frozen.
-        Objects frozen are still freed by reference counting when the state drops them:
-        a caught-up state holds no reference cycles (``test_stream_runner``).
-        """
+        """Catch up on the logs, and freeze what that built out of the cyclic GC, as the
+        server's start-up does with what it loaded (``HotshelfApp.startup``; see
+        ``StreamProcessor.catch_up_and_freeze``)."""
         started = time.monotonic()
-        applied = 0
-        while not self._stop.is_set() and not self.processor.caught_up():
-            done = self.processor.run_once()
-            if not done:
-                break  # events waiting out the catalog grace: the main loop takes over
-            applied += done
-        gc.collect()
-        gc.freeze()
+        applied = self.processor.catch_up_and_freeze(self._stop)
         _logger.info("stream.caught_up", records=applied, frozen_objects=gc.get_freeze_count(),
                      seconds=round(time.monotonic() - started, 3))  # fmt: skip
 

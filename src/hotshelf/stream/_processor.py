@@ -323,6 +323,29 @@ class StreamProcessor:
                 time.sleep(0.005)
         return total
 
+    def catch_up_and_freeze(self, stop: threading.Event | None = None) -> int:
+        """Apply what the logs hold now (all of it on a fresh store, else what came after
+        the snapshot), then freeze the state that built out of the cyclic GC, for a
+        process whose life this state shares (the server, ``hotshelf stream``); returns
+        the records applied. Stops early when ``stop`` is set or when nothing can be
+        applied (events waiting out the catalog grace: ``run`` takes over).
+
+        Left in the oldest generation, that state was walked by every full collection (a
+        200k-event store: ~30k objects, ~320k references, 15-40 ms of stopped process
+        every few seconds under load). One full collection runs first, so no garbage is
+        frozen; frozen objects are still freed by reference counting when the state drops
+        them, and a caught-up state holds no reference cycles (``test_stream_runner``).
+        """
+        applied = 0
+        while (stop is None or not stop.is_set()) and not self.caught_up():
+            done = self.run_once()
+            if not done:
+                break
+            applied += done
+        gc.collect()
+        gc.freeze()
+        return applied
+
     def run(self, stop: threading.Event, max_records: int = 1000) -> None:
         """Process until ``stop`` is set, then write a last snapshot (the service thread)."""
         self._writer = threading.get_ident()
