@@ -12,6 +12,7 @@ from hotshelf.log import FileLog
 from hotshelf.serving._stream import StreamRunner
 from hotshelf.simulation import SimConfig, StoreSimulator
 from hotshelf.stream._bot_behaviour import Visitor
+from hotshelf.stream._bot_filter import BotFilter
 from hotshelf.stream._processor import StreamProcessor, default_bot_filter_factory
 from tests.stream.simulated import config, open_logs, stored, upserts
 
@@ -47,7 +48,12 @@ def test_the_state_a_catch_up_builds_is_frozen_out_of_the_cyclic_gc(tmp_path: Pa
         with runner.processor.reading() as state:
             assert state.counts().events  # the catch-up built a state ...
         assert runner.processor.bot_stats()["checked"]  # ... and judged its visitors
-        assert _tracked_visitors() == 0  # gc.get_objects() leaves frozen objects out
+        bots = runner.processor.lanes[0].bots
+        assert isinstance(bots, BotFilter)
+        built = {id(v) for v in bots._cookies.visitors.values()}
+        assert built
+        # gc.get_objects() leaves frozen objects out
+        assert not built.intersection(id(o) for o in gc.get_objects())
     finally:
         runner.close()
         events.close()
