@@ -4,6 +4,7 @@ catch-up leaves to the cyclic GC."""
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from pathlib import Path
 
@@ -84,3 +85,39 @@ def test_a_caught_up_state_holds_no_reference_cycles(tmp_path: Path) -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_a_catch_up_takes_what_the_logs_held_not_what_keeps_arriving(tmp_path: Path) -> None:
+    # under live traffic the logs may never be caught up: the freeze must still come
+    events, catalog = _logs(tmp_path, 500)
+    cfg = config(tmp_path)
+    processor = StreamProcessor(cfg, events, catalog, None)
+    owed = sum(processor.lag().values())
+    sim = StoreSimulator(SimConfig(seed=4, n_items=200))
+    burst = [encode_stored_event(e) for e in stored(sim.events(2000))]
+    one_round = processor.run_once
+
+    def live_round(max_records: int = 1000, timeout_s: float = 0.0) -> int:
+        events.append(burst)  # more arrives during every round than a round applies
+        return one_round(max_records, timeout_s)
+
+    processor.run_once = live_round  # type: ignore[method-assign]
+    stop = threading.Event()
+    frozen = gc.get_freeze_count()
+    done: list[int] = []
+    catching = threading.Thread(target=lambda: done.append(processor.catch_up_and_freeze(stop)))
+    catching.start()
+    catching.join(20)
+    ended_by_itself = not catching.is_alive()
+    stop.set()  # without the bound it would still be going: end it
+    catching.join()
+    try:
+        assert ended_by_itself
+        assert done
+        assert done[0] >= owed
+        assert sum(processor.lag().values()) > 0  # not caught up, and yet ...
+        assert gc.get_freeze_count() > frozen  # ... frozen
+    finally:
+        processor.close(snapshot=False)
+        events.close()
+        catalog.close()
