@@ -12,7 +12,6 @@ from hotshelf.events import encode_stored_event
 from hotshelf.log import FileLog
 from hotshelf.serving._stream import StreamRunner
 from hotshelf.simulation import SimConfig, StoreSimulator
-from hotshelf.stream._bot_behaviour import Visitor
 from hotshelf.stream._bot_filter import BotFilter
 from hotshelf.stream._processor import StreamProcessor, default_bot_filter_factory
 from tests.stream.simulated import config, open_logs, stored, upserts
@@ -25,12 +24,6 @@ def _logs(tmp_path: Path, n: int) -> tuple[FileLog, FileLog]:
     catalog.append(upserts(sim.catalog()))
     events.append([encode_stored_event(e) for e in stored(sim.events(n))])
     return events, catalog
-
-
-def _tracked_visitors() -> int:
-    # type() rather than isinstance(): isinstance reads __class__ on every tracked
-    # object, and some (deprecated torch aliases) warn when asked
-    return sum(type(o) is Visitor for o in gc.get_objects())
 
 
 def test_the_state_a_catch_up_builds_is_frozen_out_of_the_cyclic_gc(tmp_path: Path) -> None:
