@@ -122,32 +122,44 @@ def decode_records(buf: bytes, at: int, header: FrameHeader, first: int = 0) -> 
     """The records of a checked frame at ``buf[at:]``, from offset ``first`` on.
 
     Raises ``ValueError`` when the record lengths do not fill the frame exactly.
+
+    Written for mypyc (a stream reads thousands of records per poll): the lengths are
+    read a byte at a time and the values sliced with ``bytes`` primitives, all on native
+    ints, and the frame's timestamp is boxed once for all its records. Each record's end
+    is checked against the frame's, and a length field past the end of what was read is
+    damage like any other.
     """
-    pos = at + HEADER_SIZE
-    end = at + header.length
-    base, ts, count = header.base_offset, header.timestamp_ms, header.record_count
-    unpack = _U32.unpack_from
+    pos: int = at + HEADER_SIZE
+    end: int = at + header.length
+    base: int = header.base_offset
+    count: int = header.record_count
+    stamp: object = header.timestamp_ms
+    limit = min(end, len(buf)) - 4  # the last position a length field can start at
     skip = min(max(first - base, 0), count)
     out: list[LogRecord] = []
-    append = out.append
-    try:
-        for _ in range(skip):
-            pos += 4 + unpack(buf, pos)[0]
-        # Each record's end is checked against the frame's: a stream reads thousands
-        # of records per poll, so this loop does no more than it must.
-        for offset in range(base + skip, base + count):
-            start = pos + 4
-            pos = start + unpack(buf, pos)[0]
-            if pos > end:
-                break
-            append(LogRecord(offset, ts, buf[start:pos]))
-    except struct.error:  # a length field past the end of what was read
-        pos = end + 1
-    if pos > end:
-        raise ValueError("records run past the end of their frame")
+    make = LogRecord
+    offset, stop = base + skip, base + count
+    for _ in range(skip):
+        if pos > limit:
+            raise ValueError("records run past the end of their frame")
+        pos += 4 + _length_at(buf, pos)
+    while offset < stop:
+        if pos > limit:
+            raise ValueError("records run past the end of their frame")
+        start = pos + 4
+        pos = start + _length_at(buf, pos)
+        if pos > end:
+            raise ValueError("records run past the end of their frame")
+        out.append(make(offset, stamp, buf[start:pos]))  # type: ignore[arg-type]  # boxed int
+        offset += 1
     if pos != end:
         raise ValueError("record lengths do not fill the frame")
     return out
+
+
+def _length_at(buf: bytes, pos: int) -> int:
+    """The little-endian u32 at ``buf[pos:pos + 4]`` (the caller checked it is there)."""
+    return buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
 
 
 def records_fill(buf: bytes, at: int, header: FrameHeader) -> bool:
