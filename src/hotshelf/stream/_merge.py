@@ -156,15 +156,25 @@ class TopicMerge:
             if events.buffer and catalog.buffer:
                 head_ms = catalog.buffer[0].timestamp_ms
                 n = _leading_before(events.buffer, head_ms, limit - taken)
-                runs.append((False, events.take(n)) if n else (True, catalog.take(1)))
-                taken += n or 1  # a tie goes to the catalog
+                if n:
+                    runs.append((False, events.take(n)))
+                else:  # the catalog records up to the first event's stamp (a tie is theirs)
+                    first_ms = events.buffer[0].timestamp_ms
+                    n = _leading_before(catalog.buffer, first_ms + 1, limit - taken)
+                    runs.append((True, catalog.take(n)))
+                taken += n
                 continue
             if events.buffer:  # take events no catalog record still on its way precedes
                 mine, other, bound = events, catalog, catalog.settled_before(self._grace_ms)
                 n = 0 if bound is None else _leading_before(events.buffer, bound, limit - taken)
-            elif catalog.buffer:  # a catalog record goes once no event can precede it
+            elif catalog.buffer:  # catalog records go once no event can precede them
                 mine, other, bound = catalog, events, events.settled_before(self._grace_ms)
-                n = int(bound is not None and catalog.buffer[0].timestamp_ms <= bound)
+                # stamped at or before the bound: before bound + 1 (stamps are whole ms)
+                n = (
+                    0
+                    if bound is None
+                    else _leading_before(catalog.buffer, bound + 1, most=limit - taken)
+                )
             elif catalog.topic not in polled:  # nothing buffered: has the catalog anything?
                 if not catalog.poll(limit):
                     polled.add(catalog.topic)
