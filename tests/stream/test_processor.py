@@ -39,6 +39,7 @@ from hotshelf.stream._processor import (
     StreamProcessor,
     default_bot_filter_factory,
 )
+from hotshelf.stream._lane import MAX_SHARED_NAMES, _shared
 from hotshelf.stream._snapshot import SnapshotStore, decode_snapshot
 from tests.stream.simulated import config, stored, upserts
 
@@ -598,3 +599,26 @@ def test_redeliveries_duplicates_and_restarts_end_in_the_clean_bytes(
             processor.close()
         finally:
             logs.close()
+
+
+def test_equal_ids_share_one_string_in_the_state(tmp_path: Path, logs: Logs) -> None:
+    # Each event decodes its own strings; the lane hands the state the first one it saw
+    # of an item id (and location, device), so tables find such keys by identity.
+    logs.append("events", T0, [view("a", T0), view("b", T0 + 1), view("b", T0 + 2, "v2")])
+    processor = StreamProcessor(config(tmp_path), logs.events, logs.catalog)
+    processor.catch_up()
+    viewed = processor.lanes[0].state._history.sessions.kinds[0]
+    first = next(k for k in viewed["v1-s"] if k == "b")
+    later = next(k for k in viewed["v2-s"] if k == "b")
+    assert later is first
+    processor.close()
+
+
+def test_sharing_strings_is_bounded() -> None:
+    names = {str(i): str(i) for i in range(MAX_SHARED_NAMES)}
+    fresh = "".join(["new", "-", "name"])
+    assert _shared(names, fresh) is fresh
+    assert len(names) == MAX_SHARED_NAMES  # full: not kept
+    kept = "".join(["1", "7"])
+    assert _shared(names, kept) is names["17"]
+    assert _shared(names, kept) is not kept

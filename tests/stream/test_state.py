@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import statistics
 
 import msgspec
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from hotshelf.config import StreamConfig, load_config
 from hotshelf.errors import ConfigError, ValidationError
 from hotshelf.events import EventType, StoredEvent
+from hotshelf.stream._admission import _median
 from hotshelf.stream._coengagement import CoEngagement
 from hotshelf.stream._state import StreamState
 from hotshelf.stream._view import StateView
@@ -309,3 +311,9 @@ def test_a_view_over_two_parts_sums_their_related_counts() -> None:
     assert [(r.item_id, r.score) for r in view.related("d", k=1)] == [("a", 3.0)]
     assert [(r.item_id, r.score) for r in view.related("c")] == [("a", 2.0), ("b", 2.0)]
     assert view.related("z") == []
+
+
+@given(st.lists(st.integers(0, 10_000), min_size=1, max_size=12))
+def test_the_spike_guard_median_is_the_statistics_median(values: list[int]) -> None:
+    assert _median(values) == statistics.median(values)
+    assert _median(tuple(values)) == statistics.median(values)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 import structlog
@@ -36,6 +36,19 @@ LANE_TOPICS = {"rt": "events", "batch": "events.batch"}
 # decode_stored_event's decoder, called directly: one Python call less per event
 _event_decoder = msgspec.msgpack.Decoder(StoredEvent)
 _IMPRESSION = EventType.IMPRESSION
+# At most this many distinct strings are shared (_apply_events); later ones are not.
+MAX_SHARED_NAMES: Final = 1 << 16
+
+
+def _shared(names: dict[str, str], text: str) -> str:
+    """The first string equal to ``text`` that ``names`` kept (it keeps the first
+    ``MAX_SHARED_NAMES``)."""
+    known = names.get(text)
+    if known is not None:
+        return known
+    if len(names) < MAX_SHARED_NAMES:
+        names[text] = text
+    return text
 
 
 class VerdictLike(Protocol):
@@ -77,6 +90,8 @@ class Lane:
         self.freshness = freshness
         self.skipped = 0  # records that did not decode
         self._intern = intern
+        # item id, location or device -> its first string: see _apply_events
+        self._names: dict[str, str] = {}
         # (index, count), or None when this lane applies every event (one partition
         # of one applies every event too, so it skips the hashing)
         self._partition = None if partition is None or partition[1] == 1 else partition
@@ -114,6 +129,7 @@ class Lane:
         stamp, name = received.append, self.name
         index, count = self._partition or (0, 0)
         crc32 = zlib.crc32
+        names = self._names
         for record in records:
             try:
                 event = decode(record.value)
@@ -125,10 +141,21 @@ class Lane:
                 key = event.user_id or event.cookie_id or event.session_id
                 if (0 if key is None else crc32(key.encode()) % count) != index:
                     continue  # another partition's visitor
+            # One string object per item id, location and device (the first seen, up to
+            # MAX_SHARED_NAMES): the state's tables then find such keys by identity, and
+            # a lookup does not touch the stored key's text (a cache miss in a big table).
+            item = event.item_id
+            if item is not None:
+                event.item_id = item = _shared(names, item)
+            text = event.location
+            if text is not None:
+                event.location = _shared(names, text)
+            text = event.device
+            if text is not None:
+                event.device = _shared(names, text)
             # impressions are the server's own record of what it served, not a visitor's
             # behaviour: the bot filter never judges them
             is_bot = False if check is None or event.type is _IMPRESSION else check(event).is_bot
-            item = event.item_id
             # category_of by position: keyword calls take CPython's slower path
             apply(event, None if item is None else category_of(item), is_bot, category_of)
             if event.lane == name:  # older logs hold batch-lane events in "events"
