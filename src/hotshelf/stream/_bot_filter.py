@@ -96,18 +96,33 @@ class BotFilter:
         self._reasons: dict[str, int] = {}
 
     def check(self, event: StoredEvent) -> Verdict:
-        """The verdict on one event; call once per event, in log order.
+        """The verdict on one event; call once per event, in log order."""
+        return self.verdict_of(
+            event.type, event.ts_ms, event.cookie_id, event.session_id, event.item_id,
+            event.ip_hash, event.user_agent,
+        )  # fmt: skip
+
+    def verdict_of(
+        self,
+        kind: EventType,
+        ts: int,
+        cookie: str | None,
+        session: str | None,
+        item: str | None,
+        ip: str | None,
+        ua: str | None,
+    ) -> Verdict:
+        """``check`` on an event's fields, which the stream's lane reads once for the
+        filter and the state (an attribute of a decoded event costs a generic lookup).
 
         The common cases (a cached user agent, an IP or session known to share the
         cookie's visitor) are inlined here: this runs for every event of the stream.
         """
         self._checked += 1
-        ts = event.ts_ms
         if ts > self._now:
             self._now = ts
         if not self._enabled:
             return _HUMAN
-        ip, ua, cookie = event.ip_hash, event.user_agent, event.cookie_id
         if self._deny and ip in self._deny:  # most have none: do not hash every ip
             return self._rule_hit(self._denied, ip or "", ts, "deny:ip")
         ua_reason = self._ua_cache.get(ua or "")
@@ -115,10 +130,9 @@ class BotFilter:
             ua_reason = self._ua.reason(ua)
         if ua_reason:
             return self._rule_hit(self._agents, ua or "", ts, ua_reason)
-        bits, item = _BITS[event.type], event.item_id
+        bits = _BITS[kind]
         by_cookie = by_ip = by_session = ""
         visitor = None
-        session = event.session_id
         if cookie is not None:
             by_cookie = self._cookies.observe(cookie, ts, item, bits)
             visitor = self._cookies.current

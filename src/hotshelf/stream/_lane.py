@@ -20,10 +20,12 @@ from typing import Any, Final, Protocol
 
 import msgspec
 import structlog
+from msgspec.structs import astuple
 
 from hotshelf.events import CatalogOp, EventType, StoredEvent, decode_catalog_change
 from hotshelf.log import LogRecord
 from hotshelf.stream._answers import BotRecord
+from hotshelf.stream._bot_filter import BotFilter
 from hotshelf.stream._freshness import FreshnessTracker
 from hotshelf.stream._merge import TopicMerge
 from hotshelf.stream._state import StreamState
@@ -36,6 +38,21 @@ LANE_TOPICS = {"rt": "events", "batch": "events.batch"}
 # decode_stored_event's decoder, called directly: one Python call less per event
 _event_decoder = msgspec.msgpack.Decoder(StoredEvent)
 _IMPRESSION = EventType.IMPRESSION
+# Places of StoredEvent's fields in msgspec.structs.astuple(event)
+_FIELDS = StoredEvent.__struct_fields__
+_TYPE: Final = _FIELDS.index("type")
+_TS: Final = _FIELDS.index("ts_ms")
+_RECEIVED: Final = _FIELDS.index("received_ms")
+_COOKIE: Final = _FIELDS.index("cookie_id")
+_USER: Final = _FIELDS.index("user_id")
+_SESSION: Final = _FIELDS.index("session_id")
+_ITEM: Final = _FIELDS.index("item_id")
+_ITEMS: Final = _FIELDS.index("item_ids")
+_LOCATION: Final = _FIELDS.index("location")
+_DEVICE: Final = _FIELDS.index("device")
+_AGENT: Final = _FIELDS.index("user_agent")
+_IP: Final = _FIELDS.index("ip_hash")
+_LANE: Final = _FIELDS.index("lane")
 # At most this many distinct strings are shared (_apply_events); later ones are not.
 MAX_SHARED_NAMES: Final = 1 << 16
 
@@ -122,9 +139,12 @@ class Lane:
         return applied
 
     def _apply_events(self, records: list[LogRecord], received: list[int]) -> None:
-        apply = self.state.apply
+        state = self.state
+        bots = self.bots
+        # hotshelf's own filter is called natively, on the fields read here; another
+        # (a test's) through ``check``
+        native = bots if isinstance(bots, BotFilter) else None
         category_of = self.categories.get
-        check = None if self.bots is None else self.bots.check
         decode = _event_decoder.decode
         stamp, name = received.append, self.name
         index, count = self._partition or (0, 0)
@@ -136,30 +156,49 @@ class Lane:
             except msgspec.DecodeError as exc:
                 self._skip(record, exc)
                 continue
+            # Every field at once: an attribute of the event is a generic lookup each
+            # time, a place in this tuple is not.
+            fields = astuple(event)
+            kind: EventType = fields[_TYPE]
+            cookie: str | None = fields[_COOKIE]
+            user: str | None = fields[_USER]
+            session: str | None = fields[_SESSION]
             if count:
                 # _partition.partition_of(visitor_key(event)), inlined: it runs per event
-                key = event.user_id or event.cookie_id or event.session_id
+                key = user or cookie or session
                 if (0 if key is None else crc32(key.encode()) % count) != index:
                     continue  # another partition's visitor
             # One string object per item id, location and device (the first seen, up to
             # MAX_SHARED_NAMES): the state's tables then find such keys by identity, and
             # a lookup does not touch the stored key's text (a cache miss in a big table).
-            item = event.item_id
+            item: str | None = fields[_ITEM]
             if item is not None:
-                event.item_id = item = _shared(names, item)
-            text = event.location
-            if text is not None:
-                event.location = _shared(names, text)
-            text = event.device
-            if text is not None:
-                event.device = _shared(names, text)
+                item = _shared(names, item)
+            location: str | None = fields[_LOCATION]
+            if location is not None:
+                location = _shared(names, location)
+            device: str | None = fields[_DEVICE]
+            if device is not None:
+                device = _shared(names, device)
+            ts_ms: int = fields[_TS]
+            ip: str | None = fields[_IP]
             # impressions are the server's own record of what it served, not a visitor's
             # behaviour: the bot filter never judges them
-            is_bot = False if check is None or event.type is _IMPRESSION else check(event).is_bot
-            # category_of by position: keyword calls take CPython's slower path
-            apply(event, None if item is None else category_of(item), is_bot, category_of)
-            if event.lane == name:  # older logs hold batch-lane events in "events"
-                stamp(event.received_ms)
+            if bots is None or kind is _IMPRESSION:
+                is_bot = False
+            elif native is not None:
+                agent: str | None = fields[_AGENT]
+                is_bot = native.verdict_of(kind, ts_ms, cookie, session, item, ip, agent).is_bot
+            else:
+                is_bot = bots.check(event).is_bot
+            received_ms: int = fields[_RECEIVED]
+            state.apply_fields(
+                kind, ts_ms, received_ms, cookie, user, session, item, fields[_ITEMS],
+                location, device, ip, None if item is None else category_of(item), is_bot,
+                category_of,
+            )  # fmt: skip
+            if fields[_LANE] == name:  # older logs hold batch-lane events in "events"
+                stamp(received_ms)
 
     def _apply_catalog(self, records: list[LogRecord]) -> None:
         for record in records:
