@@ -82,31 +82,35 @@ class CoEngagement:
     def pair(self, which: int, item: str, others: Sequence[str], t_s: int) -> None:
         """Count ``item`` together with each of ``others`` (both ways).
 
-        Inlined (no call per count): it runs for every item new to a session's list.
+        A native call per count (compiled by mypyc) costs less than looping over the two
+        directions as tuples: it runs for every item new to a session's list.
         """
         kind = self.kinds[which]
-        partners, last_s, limit = kind.partners, kind.last_s, self._limit
         for other in others:
             if other == item:
                 continue
-            for one, two in ((item, other), (other, item)):
-                counters = partners.get(one)
-                if counters is None:
-                    counters = self._new(kind, one, t_s)
-                else:
-                    last_s[one] = t_s
-                have = counters.get(two)
-                if have is not None:
-                    counters[two] = have + 1
-                else:
-                    counters[two] = 1
-                    if len(counters) > limit:
-                        self._prune(kind, one, counters)
+            self._count(kind, item, other, t_s)
+            self._count(kind, other, item, t_s)
         ranked = kind.ranked
         if ranked:  # the counters of item and of each other changed
             ranked.pop(item, None)
             for other in others:
                 ranked.pop(other, None)
+
+    def _count(self, kind: _Kind, one: str, two: str, t_s: int) -> None:
+        """One more time ``two`` went with ``one``, at second ``t_s``."""
+        counters = kind.partners.get(one)
+        if counters is None:
+            counters = self._new(kind, one, t_s)
+        else:
+            kind.last_s[one] = t_s
+        have = counters.get(two)
+        if have is not None:
+            counters[two] = have + 1
+        else:
+            counters[two] = 1
+            if len(counters) > self._limit:
+                self._prune(kind, one, counters)
 
     def related(self, which: int, item: str, k: int) -> list[tuple[str, int]]:
         """Up to ``k`` partners of ``item`` with their (lower-bound) counts, best first

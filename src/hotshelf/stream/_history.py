@@ -86,7 +86,12 @@ class RecentHistory:
             del items[item]  # a repeat moves to the end
             items[item] = None
             return _NONE
-        earlier = [*items][: -before - 1 : -1]  # newest first; faster than islice(reversed())
+        earlier: list[str] = []  # newest first
+        if before > 0:
+            for key in reversed(items):
+                earlier.append(key)
+                if len(earlier) >= before:
+                    break
         items[item] = None
         if len(items) > self.length:
             del items[next(iter(items))]
