@@ -18,12 +18,14 @@ Three defences, in this order, before anything reaches the trend tables:
    second interval on, while one shorter than an interval never is. A burst from many
    fresh identities that outlasts an interval is the bot filter's to catch.
 
-Everything here is keyed by event time and bounded: pairs past ``max_visitor_pairs``
-lose those expiring soonest, spike history past ``max_spike_items`` the stalest items.
+Everything here is keyed by event time and bounded: a pair table past
+``max_visitor_pairs`` loses the pairs expiring soonest, spike history past
+``max_spike_items`` the stalest items.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from operator import itemgetter
@@ -41,17 +43,13 @@ _MAD_TO_SIGMA = 1.4826
 
 
 def _median(values: Sequence[float]) -> float:
-    """``statistics.median`` of a non-empty sequence (the same value), without its
-    generic checks: it runs for every item at every spike interval."""
+    """``statistics.median`` of a non-empty sequence (the same value and type), without
+    its generic checks: it runs for every item at every spike interval."""
     ordered = sorted(values)
     half = len(ordered) // 2
     if len(ordered) % 2:
         return ordered[half]
     return (ordered[half - 1] + ordered[half]) / 2
-
-
-def _expiry(packed: int) -> int:
-    return packed >> 16
 
 
 class SpikeGuard:
@@ -120,77 +118,131 @@ class SpikeGuard:
         }
 
 
+class PairTable:
+    """(owner, item) -> packed int, kept as owner -> {item -> packed}: a visitor's (or an
+    IP's) items share one lookup of its id, their keys are the lane's shared item
+    strings (``Lane``), and no "owner + item" string is built per event. ``size`` counts
+    pairs. Dicts of str -> int only: the cyclic GC does not track them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.owners: dict[str, dict[str, int]] = {}
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def put(self, owner: str, items: dict[str, int] | None, item: str, packed: int) -> None:
+        """Set a pair; ``items`` is ``owner``'s dict as looked up just before (or None)."""
+        if items is None:
+            self.owners[owner] = {item: packed}
+            self.size += 1
+            return
+        if item not in items:
+            self.size += 1
+        items[item] = packed
+
+    def trim(self, t_s: int) -> None:
+        """Forget expired pairs, then, if still too many, those expiring soonest (ties by
+        ``owner + SEP + item``, as when the pairs were one flat table)."""
+        owners = self.owners
+        for owner, items in list(owners.items()):
+            expired = [item for item, packed in items.items() if packed >> 16 <= t_s]
+            for item in expired:
+                del items[item]
+            self.size -= len(expired)
+            if not items:
+                del owners[owner]
+        if self.size < keep_after_trim(self.limit):
+            return
+        excess = self.size - keep_after_trim(keep_after_trim(self.limit))
+        rows = (
+            (packed >> 16, f"{owner}{_SEP}{item}", owner, item)
+            for owner, items in owners.items()
+            for item, packed in items.items()
+        )
+        for _, _, owner, item in heapq.nsmallest(excess, rows):
+            items = owners[owner]
+            del items[item]
+            if not items:
+                del owners[owner]
+        self.size -= excess
+
+    def to_state(self) -> dict[str, dict[str, int]]:
+        return self.owners
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.owners = {
+            str(owner): {str(item): int(packed) for item, packed in items.items()}
+            for owner, items in state.items()
+        }
+        self.size = sum(len(items) for items in self.owners.values())
+
+
 class ContributionGate:
     """Turns one visitor's engagement with an item into trend units (often none)."""
 
     def __init__(self, config: StreamConfig) -> None:
         self._horizon_s = max(1, math.ceil(config.visitor_horizon_s))
         self._ip_cap = config.ip_visitor_cap
-        self._limit = config.max_visitor_pairs
         self.guard = SpikeGuard(config)
-        # visitor + SEP + item -> (expiry second << 16) | best weight so far
-        self.pairs: dict[str, int] = {}
-        # ip_hash + SEP + item -> (expiry second << 16) | visitors counted
-        self.ip_pairs: dict[str, int] = {}
+        # visitor -> item -> (expiry second << 16) | best weight so far
+        self.pairs = PairTable(config.max_visitor_pairs)
+        # ip_hash -> item -> (expiry second << 16) | visitors counted
+        self.ip_pairs = PairTable(config.max_visitor_pairs)
         self.ip_capped = 0
 
     def units(self, visitor: str, ip: str | None, item: str, weight: int, t_s: int) -> int:
         """Units to add to ``item`` for ``visitor``'s step of ``weight`` at second ``t_s``."""
         if weight <= 0:
             return 0
-        key = f"{visitor}{_SEP}{item}"  # one allocation (a + b + c makes two)
         pairs = self.pairs
-        packed = pairs.get(key)
-        if packed is not None and packed >> 16 > t_s:
+        items = pairs.owners.get(visitor)
+        packed = None if items is None else items.get(item)
+        if packed is not None and items is not None and packed >> 16 > t_s:
             best = packed & _LOW
             if weight <= best or best == _BLOCKED:
                 return 0
-            pairs[key] = packed - best + weight
+            items[item] = packed - best + weight
             return weight - best
         expiry = (t_s + self._horizon_s) << 16
-        if len(pairs) >= self._limit:
-            self._trim(pairs, t_s)
+        if pairs.size >= pairs.limit:
+            pairs.trim(t_s)
+            items = pairs.owners.get(visitor)
         if (ip is not None and not self._ip_admits(ip, item, t_s)) or not self.guard.admits(
             item, t_s
         ):
-            pairs[key] = expiry | _BLOCKED
+            pairs.put(visitor, items, item, expiry | _BLOCKED)
             return 0
-        pairs[key] = expiry | weight
+        pairs.put(visitor, items, item, expiry | weight)
         return weight
 
     def _ip_admits(self, ip: str, item: str, t_s: int) -> bool:
-        key = f"{ip}{_SEP}{item}"
         table = self.ip_pairs
-        packed = table.get(key)
-        if packed is None or packed >> 16 <= t_s:
-            if len(table) >= self._limit:
-                self._trim(table, t_s)
-            table[key] = ((t_s + self._horizon_s) << 16) | 1
+        items = table.owners.get(ip)
+        packed = None if items is None else items.get(item)
+        if packed is None or items is None or packed >> 16 <= t_s:
+            if table.size >= table.limit:
+                table.trim(t_s)
+                items = table.owners.get(ip)
+            table.put(ip, items, item, ((t_s + self._horizon_s) << 16) | 1)
             return True
         if packed & _LOW >= self._ip_cap:
             self.ip_capped += 1
             return False
-        table[key] = packed + 1
+        items[item] = packed + 1
         return True
-
-    def _trim(self, table: dict[str, int], t_s: int) -> None:
-        """Forget expired pairs, then, if still too many, those expiring soonest."""
-        expired = [k for k, packed in table.items() if packed >> 16 <= t_s]
-        for key in expired:
-            del table[key]
-        if len(table) >= keep_after_trim(self._limit):
-            trim_oldest(table, _expiry, keep_after_trim(keep_after_trim(self._limit)))
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "pairs": self.pairs,
-            "ip_pairs": self.ip_pairs,
+            "pairs": self.pairs.to_state(),
+            "ip_pairs": self.ip_pairs.to_state(),
             "ip_capped": self.ip_capped,
             "guard": self.guard.to_state(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.pairs = {str(k): int(v) for k, v in state["pairs"].items()}
-        self.ip_pairs = {str(k): int(v) for k, v in state["ip_pairs"].items()}
+        self.pairs.load_state(state["pairs"])
+        self.ip_pairs.load_state(state["ip_pairs"])
         self.ip_capped = int(state["ip_capped"])
         self.guard.load_state(state["guard"])

@@ -45,7 +45,7 @@ __all__ = [
     "settings_fingerprint",
 ]
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 # Settings that only pace the processor or shape query answers: a snapshot taken
 # under other values of these still fits.
 _RUNTIME_SETTINGS = frozenset(
