@@ -105,6 +105,33 @@ def test_impression_ids_are_fresh_hex() -> None:
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
+def test_impression_ids_never_let_go_of_the_gil(monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.urandom releases the GIL: a request calling it waits for busy threads.
+    def no_urandom(n: int) -> bytes:
+        raise AssertionError("os.urandom called for an impression id")
+
+    monkeypatch.setattr(os, "urandom", no_urandom)
+    assert len({new_impression_id() for _ in range(100)}) == 100
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_draws_other_impression_ids() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids go to the parent
+        os.close(read)
+        os.write(write, "".join(new_impression_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        text = pipe.read().decode()
+    os.waitpid(pid, 0)
+    child = {text[i : i + 32] for i in range(0, len(text), 32)}
+    mine = {new_impression_id() for _ in range(50)}
+    assert len(child) == 50
+    assert not child & mine
+
+
 def served() -> Recommendations:
     items = [
         Recommendation(item_id="i1", score=0.9, route=Route.BROWSING, reason="like i0"),
