@@ -34,12 +34,12 @@ from hotshelf.log import (
     VerifyReport,
 )
 from hotshelf.simulation import SimConfig, StoreSimulator
+from hotshelf.stream._lane import MAX_SHARED_NAMES, _shared
 from hotshelf.stream._processor import (
     BotFilterFactory,
     StreamProcessor,
     default_bot_filter_factory,
 )
-from hotshelf.stream._lane import MAX_SHARED_NAMES, _shared
 from hotshelf.stream._snapshot import SnapshotStore, decode_snapshot
 from tests.stream.simulated import config, stored, upserts
 
