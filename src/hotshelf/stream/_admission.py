@@ -36,7 +36,6 @@ from hotshelf.stream._bounded import keep_after_trim, trim_oldest
 
 __all__ = ["ContributionGate", "SpikeGuard"]
 
-_SEP = "\x1f"
 _LOW = 0xFFFF  # low 16 bits of a pair: best weight so far (or count of visitors per IP)
 _BLOCKED = _LOW  # a visitor that was capped or clipped stays out for the horizon
 _MAD_TO_SIGMA = 1.4826
@@ -144,7 +143,7 @@ class PairTable:
 
     def trim(self, t_s: int) -> None:
         """Forget expired pairs, then, if still too many, those expiring soonest (ties by
-        ``owner + SEP + item``, as when the pairs were one flat table)."""
+        owner, then item)."""
         owners = self.owners
         for owner, items in list(owners.items()):
             expired = [item for item, packed in items.items() if packed >> 16 <= t_s]
@@ -157,11 +156,11 @@ class PairTable:
             return
         excess = self.size - keep_after_trim(keep_after_trim(self.limit))
         rows = (
-            (packed >> 16, f"{owner}{_SEP}{item}", owner, item)
+            (packed >> 16, owner, item)
             for owner, items in owners.items()
             for item, packed in items.items()
         )
-        for _, _, owner, item in heapq.nsmallest(excess, rows):
+        for _, owner, item in heapq.nsmallest(excess, rows):
             items = owners[owner]
             del items[item]
             if not items:

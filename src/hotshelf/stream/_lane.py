@@ -197,7 +197,8 @@ class Lane:
                 location, device, ip, None if item is None else category_of(item), is_bot,
                 category_of,
             )  # fmt: skip
-            if fields[_LANE] == name:  # older logs hold batch-lane events in "events"
+            lane: str = fields[_LANE]
+            if lane == name:  # older logs hold batch-lane events in "events"
                 stamp(received_ms)
 
     def _apply_catalog(self, records: list[LogRecord]) -> None:
