@@ -39,6 +39,9 @@ def run_server(config: Config, *, on_listen: Callable[[str], None] | None = None
         access_log=False,  # hotshelf writes its own access log (server.access_log)
         log_config=None,  # keep the structured logging configured above
         server_header=False,
+        # No client address is used (an event's IP is in its body), so uvicorn's
+        # X-Forwarded-For rewriting would be a wrapper around every request for nothing.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     sock = _bind(server_cfg.host, server_cfg.port)
