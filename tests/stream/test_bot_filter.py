@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -11,7 +13,7 @@ from hotshelf.config import BotConfig
 from hotshelf.errors import HotshelfError
 from hotshelf.events import EventType, StoredEvent
 from hotshelf.stream._answers import BotRecord, Verdict
-from hotshelf.stream._bot_behaviour import evict_least_recent
+from hotshelf.stream._bot_behaviour import Visitor, evict_least_recent
 from hotshelf.stream._bot_filter import BotFilter
 from tests.stream.test_bot_behaviour import BROWSER, event, reasons
 
@@ -92,11 +94,9 @@ def test_snapshot_restore_continues_exactly(drawn: list[Step], data: st.DataObje
     assert state_bytes(first) == snapshot
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(steps, min_size=10, max_size=150))
-def test_skipping_keys_known_to_share_the_cookie_changes_nothing(drawn: list[Step]) -> None:
-    # The check skips the IP and session a cookie's visitor remembers (via_ip,
-    # via_session); a filter that forgets them after every event must agree exactly.
+def _agrees_with_one_that_forgets(drawn: list[Step], forget: Callable[[Visitor], None]) -> None:
+    """A filter that ``forget``s a shortcut of every visitor after every event must give
+    the same verdicts and end in the same state as one that keeps it."""
     events = build(drawn)
     fast, slow = BotFilter(SMALL), BotFilter(SMALL)
     expected = reasons(fast, events)
@@ -105,9 +105,44 @@ def test_skipping_keys_known_to_share_the_cookie_changes_nothing(drawn: list[Ste
         found.append(slow.check(e).reasons)
         for tracker in (slow._cookies, slow._ips, slow._sessions):
             for visitor in tracker.visitors.values():
-                visitor.via_ip = visitor.via_session = ""
+                forget(visitor)
     assert found == expected
     assert state_bytes(slow) == state_bytes(fast)
+
+
+def _forget_shared_keys(visitor: Visitor) -> None:
+    visitor.via_ip = visitor.via_session = ""
+
+
+def _forget_agent(visitor: Visitor) -> None:
+    visitor.agent = ""
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(steps, min_size=10, max_size=150))
+def test_skipping_keys_known_to_share_the_cookie_changes_nothing(drawn: list[Step]) -> None:
+    # The check skips the IP and session a cookie's visitor remembers (via_ip,
+    # via_session).
+    _agrees_with_one_that_forgets(drawn, _forget_shared_keys)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(steps, min_size=10, max_size=150))
+def test_skipping_the_agent_a_cookie_passed_with_changes_nothing(drawn: list[Step]) -> None:
+    # The check compares a cookie's user agent with the one its visitor last passed the
+    # rules with (agent) instead of looking it up.
+    _agrees_with_one_that_forgets(drawn, _forget_agent)
+
+
+def test_a_cookie_that_takes_a_bots_agent_is_flagged_at_once() -> None:
+    bots = BotFilter(BotConfig(max_tracked=8))
+    assert not bots.check(event(0, ua=BROWSER)).is_bot
+    assert bots._cookies.visitors["c1"].agent == BROWSER
+    assert not bots.check(event(60_000, ua=BROWSER)).is_bot
+    verdict = bots.check(event(120_000, ua="curl/8.4.0"))
+    assert verdict.is_bot
+    assert verdict.reasons == ("ua:curl",)
+    assert bots._cookies.visitors["c1"].agent == BROWSER  # only an agent that passed
 
 
 def test_a_key_that_stops_sharing_the_cookie_is_observed_again() -> None:

@@ -107,7 +107,7 @@ _EVIDENCE = tuple(f for f in FIELDS if f not in {"gaps", "until", "reason", "rea
 class Visitor:
     """What one tracker knows about one visitor (all integers are event-time ms or counts)."""
 
-    __slots__ = ("key", "kind", "via_ip", "via_session", *FIELDS)
+    __slots__ = ("agent", "key", "kind", "via_ip", "via_session", *FIELDS)
 
     def __init__(self, kind: TrackedKind, key: str, ts: int, n_gaps: int) -> None:
         self.kind, self.key = kind, key  # whose visitor this is
@@ -115,6 +115,10 @@ class Visitor:
         # is this visitor), so ``BotFilter.check`` can skip looking them up. Not state:
         # set by the check, cleared by the IP or session tracker when the key moves on.
         self.via_ip = self.via_session = ""
+        # A cookie's visitor: the last user agent its events carried that the rules let
+        # through, so the check can compare the next one with it instead of hashing it
+        # (user agents are long) to look it up. Not state either: set by the check.
+        self.agent = ""
         self.events = 0
         self.first = self.last = ts
         # the last n_gaps gaps between events, all long (a ring), their sum and sum of squares

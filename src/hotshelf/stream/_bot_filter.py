@@ -83,6 +83,7 @@ class BotFilter:
         self._cookies = VisitorTracker("cookie", config)
         self._ips = VisitorTracker("ip", config)
         self._sessions = VisitorTracker("session", config)
+        self._cookie_entries = self._cookies.visitors
         self._ip_entries, self._session_entries = self._ips.visitors, self._sessions.visitors
         self._ua_cache = self._ua.cache
         self._enabled = config.enabled
@@ -125,17 +126,23 @@ class BotFilter:
             return _HUMAN
         if self._deny and ip in self._deny:  # most have none: do not hash every ip
             return self._rule_hit(self._denied, ip or "", ts, "deny:ip")
-        ua_reason = self._ua_cache.get(ua or "")
-        if ua_reason is None:
-            ua_reason = self._ua.reason(ua)
-        if ua_reason:
-            return self._rule_hit(self._agents, ua or "", ts, ua_reason)
+        # The agent this cookie's visitor last passed with needs no rule check (a string
+        # comparison, where a lookup hashes the whole agent)
+        known = None if cookie is None else self._cookie_entries.get(cookie)
+        if known is None or not ua or ua != known.agent:
+            ua_reason = self._ua_cache.get(ua or "")
+            if ua_reason is None:
+                ua_reason = self._ua.reason(ua)
+            if ua_reason:
+                return self._rule_hit(self._agents, ua or "", ts, ua_reason)
         bits = _BITS[kind]
         by_cookie = by_ip = by_session = ""
         visitor = None
         if cookie is not None:
             by_cookie = self._cookies.observe(cookie, ts, item, bits)
             visitor = self._cookies.current
+            if ua:
+                visitor.agent = ua
             # An IP or session seen with this cookie only shares its visitor, observed
             # just now. The visitor remembers an IP and a session known to: no lookup.
             if ip == visitor.via_ip:

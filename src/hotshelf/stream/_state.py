@@ -147,7 +147,10 @@ class StreamState:
         event, and each call saved is a few percent of the budget.
         """
         counter, weight, recent = self._steps[kind]
-        self._events[counter] += 1
+        # ``x[i] = x[i] + 1``, not ``x[i] += 1``: mypyc compiles the augmented form on a
+        # list item to a generic in-place add, this one to a native int add
+        events = self._events
+        events[counter] = events[counter] + 1
         # Event time, but never later than arrival: a client clock ahead cannot pull
         # "now" (and every decay) forward.
         t_ms = ts_ms
@@ -156,20 +159,24 @@ class StreamState:
         if t_ms > self._now_ms:
             self._now_ms = t_ms
         if verdict_is_bot:
-            self._bots[counter] += 1
+            bots = self._bots
+            bots[counter] = bots[counter] + 1
             return
         trends = self._trends
         if weight < 0:  # impressions and searches: counted, no item engagement
             raw = (location, device, NO_VALUE)
             leaf = trends.resolved.get(raw) or trends.leaf(*raw)
-            leaf.counts[counter] += 1
+            tally = leaf.counts
+            tally[counter] = tally[counter] + 1
             return
-        items: Sequence[str]
+        # a list, not a Sequence or a tuple: mypyc loops over a list by index, over the
+        # others through a generic iterator
+        items: list[str]
         if counter == _PURCHASE and item_ids:
             others = [i for i in item_ids if i != item]
             items = others if item is None else [item, *others]
         elif item is not None:
-            items = (item,)
+            items = [item]
         else:
             return
         visitor = user or cookie or session
@@ -178,7 +185,8 @@ class StreamState:
             path = category if each == item else category_of(each) if category_of else None
             raw = (location, device, path[0] if path else NO_VALUE)
             leaf = trends.resolved.get(raw) or trends.leaf(*raw)
-            leaf.counts[counter] += 1
+            tally = leaf.counts
+            tally[counter] = tally[counter] + 1
             counts = self._items.counters
             counted = counts.get(each)
             if counted is None:
