@@ -169,14 +169,14 @@ class StreamState:
             tally = leaf.counts
             tally[counter] = tally[counter] + 1
             return
-        # a list, not a Sequence or a tuple: mypyc loops over a list by index, over the
-        # others through a generic iterator
-        items: list[str]
+        # a tuple, not a Sequence: mypyc loops over a tuple (or a list) by index, over a
+        # Sequence through a generic iterator
+        items: tuple[str, ...]
         if counter == _PURCHASE and item_ids:
             others = [i for i in item_ids if i != item]
-            items = others if item is None else [item, *others]
+            items = tuple(others) if item is None else (item, *others)
         elif item is not None:
-            items = [item]
+            items = (item,)
         else:
             return
         visitor = user or cookie or session
