@@ -1,6 +1,6 @@
 """Product embeddings side by side with their baselines and peers.
 
-    python -m benchmarks.bench_embeddings [--only fetch,encode,job,ann,http,quality]
+    python -m benchmarks.bench_embeddings [--only fetch,encode,images,job,ann,http,quality]
         [--items 20000] [--similar-rate 200] [--search-rate 40] [--duration 10]
         [--index auto] [--epochs 2] [--out FILE]
 
@@ -12,6 +12,10 @@ plain redis-py ``MGET`` of the same keys, on a private redis-server.
 int8 ONNX model, the fp32 ONNX export that fine-tuning writes and the dynamic-int8
 variant we do not use, against sentence-transformers eager torch: ratios, cosine
 agreement, and batched-vs-alone agreement (the same text must give the same vector).
+
+``images`` (``benchmarks._embedding_images``): product-photo embeddings
+(EfficientNet-Lite0): photos/s batched against one per call, and how much of each
+pairwise photo cosine the stored rotation to ``image_dim`` values changes.
 
 ``job``: the first ``--items`` products of the real Instacart catalog
 (``../shared/data/instacart``; title = product name, category = department > aisle)
@@ -52,7 +56,7 @@ from benchmarks._loadgen import OpenLoopSpec
 from benchmarks._servers import hotshelf_serve_command, open_loop_in_process, running_server
 from hotshelf.testing import free_port
 
-SECTIONS = ("fetch", "encode", "job", "ann", "http", "quality")
+SECTIONS = ("fetch", "encode", "images", "job", "ann", "http", "quality")
 
 
 def instacart_items(limit: int) -> list[Any]:
@@ -146,6 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from benchmarks import _embedding_encode
 
         out["encode"] = _embedding_encode.run()
+    if "images" in args.only:
+        from benchmarks import _embedding_images
+
+        out["images"] = _embedding_images.run()
     with tempfile.TemporaryDirectory(prefix="hotshelf-bench-emb-") as tmp:
         data_dir = Path(tmp)
         if {"job", "ann", "http"} & set(args.only):

@@ -43,6 +43,11 @@ def test_config_env_var_names_the_file(tmp_path: Path) -> None:
         (["log.backend=kafka"], "backend"),
         (["novalue"], "section.key=value"),
         (["server.blas_threads=0"], "blas_threads"),
+        (["embeddings.image_weight=1.0", 'embeddings.image_root="/tmp"'], "image_weight"),
+        (["embeddings.image_weight=-0.5"], "image_weight"),
+        (["embeddings.image_weight=0.3"], "image_root"),
+        (["embeddings.image_dim=1281"], "image_dim"),
+        (["embeddings.image_dim=0"], "image_dim"),
     ],
 )
 def test_bad_settings_name_the_key(overrides: list[str], needle: str) -> None:

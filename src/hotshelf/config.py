@@ -241,17 +241,30 @@ class EmbeddingsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     max_k: int = 100
     max_ids: int = 1000  # item ids per /v1/embeddings or /v1/rank request
     max_query_chars: int = 1000
+    # product photos fused with the text (hotshelf.embeddings._images): an item's
+    # `image` is a file path under image_root; two items with photos score
+    # (1 - image_weight) x text cosine + image_weight x photo cosine. 0 = text only.
+    image_weight: float = 0.0
+    image_root: str | None = None
+    image_dim: int = 256  # photo values per vector, after a fixed random rotation (<= 1280)
+    max_image_bytes: int = 20_000_000
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_text_tokens", "local_capacity", "max_k", "max_ids",
                      "max_query_chars", "hnsw_connectivity", "hnsw_expansion_add",
-                     "hnsw_expansion_search"):  # fmt: skip
+                     "hnsw_expansion_search", "image_dim", "max_image_bytes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"embeddings.{name} must be at least 1")
         if self.remote_deadline_ms <= 0 or self.refresh_s <= 0:
             raise ValueError("embeddings.remote_deadline_ms and refresh_s must be positive")
         if self.description_chars < 0 or self.exact_max_items < 0:
             raise ValueError("embeddings.description_chars and exact_max_items must be >= 0")
+        if not 0.0 <= self.image_weight < 1.0:
+            raise ValueError("embeddings.image_weight must be at least 0 and below 1")
+        if self.image_weight > 0 and not self.image_root:
+            raise ValueError("embeddings.image_weight > 0 needs embeddings.image_root")
+        if self.image_dim > 1280:
+            raise ValueError("embeddings.image_dim must be at most 1280 (the photo model's)")
 
 
 # The L2 penalty per algorithm when none is set. ALS: strong, since most shoppers have few

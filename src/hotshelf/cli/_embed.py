@@ -63,7 +63,7 @@ def embed(
                     report = service.refresh(advance)
             finally:
                 service.close()
-        model = service.encoder.version if service.encoder is not None else "?"
+        model = service.job.version if service.job is not None else "?"
         err_console.print(
             f"encoded {report.encoded} item(s) ({report.items_per_s:,.0f}/s), "
             f"removed {report.removed}, unchanged {report.unchanged}; "

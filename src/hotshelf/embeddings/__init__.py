@@ -5,9 +5,11 @@ the job that keeps them current and the service that answers queries from them.
 front of a remote ``EmbeddingTier`` (``MmapTier`` embedded, or ``RedisTier``), and
 issues the same remote read for every request whatever its local hit ratio.
 ``EmbeddingJob`` encodes what changed in the catalog log into the store and a
-``VectorIndex`` (exact, or usearch's HNSW); ``EmbeddingService`` ties them to an encoder.
+``VectorIndex`` (exact, or hnswlib's HNSW); ``EmbeddingService`` ties them to an encoder.
+``ImageFusion`` joins product photos' embeddings to the text ones, when configured.
 """
 
+from hotshelf.embeddings._images import ImageFusion, Photo
 from hotshelf.embeddings._index import ExactIndex, HnswIndex, VectorIndex, open_index
 from hotshelf.embeddings._job import EmbeddingJob, JobReport
 from hotshelf.embeddings._local_tier import LocalTier
@@ -26,9 +28,11 @@ __all__ = [
     "Fetch",
     "FoundMask",
     "HnswIndex",
+    "ImageFusion",
     "JobReport",
     "LocalTier",
     "MmapTier",
+    "Photo",
     "RankedScore",
     "RedisTier",
     "TwoTierStore",

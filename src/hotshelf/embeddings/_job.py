@@ -5,7 +5,9 @@ The catalog log is the source of truth. The job remembers (in a manifest under
 fingerprint of every item's text. A run reads the catalog records past that offset,
 and re-encodes only the items whose text changed: a price or stock update costs a
 fingerprint, not an inference. A new encoder version (a fine-tuned model) re-encodes
-everything.
+everything. With ``images`` (an ``ImageFusion``), an item's photo is part of what it
+is: the fingerprint covers the photo file's path, size and modification time, and the
+photo model, weight and size are part of the version.
 
 Order makes a crash harmless: vectors go to the store and the index first and the
 manifest after, atomically (write, fsync, rename). A job killed in between finds the
@@ -29,6 +31,7 @@ from hotshelf.monitoring import get_logger
 
 if TYPE_CHECKING:
     from hotshelf.catalog import CatalogView
+    from hotshelf.embeddings._images import ImageFusion, Photo
     from hotshelf.embeddings._index import VectorIndex
     from hotshelf.log import EventLog
 
@@ -41,6 +44,7 @@ _LOAD_CHUNK = 1000
 
 Progress = Callable[[int, int], None]
 """Called with (items encoded so far, items to encode) after each batch."""
+_Todo = tuple[str, int, "Photo | None"]  # an item to encode: text, fingerprint, photo
 
 
 class Encoder(Protocol):
@@ -94,10 +98,13 @@ class EmbeddingJob:
         *,
         chunk: int = 1024,
         description_chars: int = 300,
+        images: ImageFusion | None = None,
     ) -> None:
         self.catalog = catalog
         self.catalog_log = catalog_log
         self.encoder = encoder
+        self.images = images
+        self.version = encoder.version if images is None else f"{encoder.version}+{images.version}"
         self.store = store
         self.index = index
         self.chunk = chunk
@@ -163,7 +170,7 @@ class EmbeddingJob:
         started = time.perf_counter()
         self.catalog.catch_up()
         target = self.catalog.offset
-        if self.manifest.encoder != self.encoder.version:
+        if self.manifest.encoder != self.version:
             self._start_over()
         touched = self._touched(self.manifest.offset, target)
         encode, remove = self._plan(touched)
@@ -183,7 +190,7 @@ class EmbeddingJob:
         """A new encoder: every item is encoded again, read from the catalog's start."""
         gone = [key for key in self.manifest.fingerprints if key not in self.catalog]
         self._remove(gone)
-        self.manifest = Manifest(encoder=self.encoder.version)
+        self.manifest = Manifest(encoder=self.version)
 
     def _remove(self, keys: list[str]) -> None:
         if keys:
@@ -213,20 +220,21 @@ class EmbeddingJob:
             offset = records[-1].offset + 1
         return touched
 
-    def _plan(self, touched: set[str]) -> tuple[dict[str, tuple[str, int]], list[str]]:
-        """Items to encode (id -> (text, fingerprint)) and ids to remove."""
+    def _plan(self, touched: set[str]) -> tuple[dict[str, _Todo], list[str]]:
+        """Items to encode (id -> (text, fingerprint, photo)) and ids to remove."""
         fingerprints = self.manifest.fingerprints
         items = self.catalog.get_many(sorted(touched))
-        encode: dict[str, tuple[str, int]] = {}
+        encode: dict[str, _Todo] = {}
         for item_id, item in items.items():
             text = item_text(item, self.description_chars)
-            fingerprint = text_fingerprint(text)
+            photo = self.images.locate(item) if self.images is not None else None
+            fingerprint = text_fingerprint(text if photo is None else f"{text}\x00{photo.stamp}")
             if fingerprints.get(item_id) != fingerprint:
-                encode[item_id] = (text, fingerprint)
+                encode[item_id] = (text, fingerprint, photo)
         remove = [key for key in sorted(touched) if key not in items and key in fingerprints]
         return encode, remove
 
-    def _encode(self, todo: dict[str, tuple[str, int]], progress: Progress | None) -> None:
+    def _encode(self, todo: dict[str, _Todo], progress: Progress | None) -> None:
         # Each chunk is written, manifest included, as it is encoded: a run killed half
         # way resumes at the first item it had not finished (the offset is still the old
         # one, and the finished items' fingerprints match).
@@ -234,6 +242,8 @@ class EmbeddingJob:
         for start in range(0, len(keys), self.chunk):
             batch = keys[start : start + self.chunk]
             vectors = self.encoder.predict([todo[k][0] for k in batch])
+            if self.images is not None:
+                vectors = self.images.fuse(batch, vectors, [todo[k][2] for k in batch])
             self.store.put_many(batch, vectors)
             self.index.upsert(batch, vectors)
             for key in batch:

@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from hotshelf.embeddings._images import ImageFusion
 from hotshelf.embeddings._index import VectorIndex, open_index
 from hotshelf.embeddings._job import EmbeddingJob, JobReport, Progress
 from hotshelf.errors import FieldProblem, NotFoundError, UnavailableError, ValidationError
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from hotshelf.catalog import CatalogView
-    from hotshelf.config import Config
+    from hotshelf.config import Config, EmbeddingsConfig
     from hotshelf.embeddings._store import Fetch, TwoTierStore
     from hotshelf.log import EventLog
     from hotshelf.models import TextEncoder
@@ -39,26 +40,37 @@ _logger = get_logger("hotshelf.embeddings")
 
 
 class _ServiceCollector:
-    """``hotshelf_embeddings_*``: what is embedded, what is not yet, what was encoded."""
+    """``hotshelf_embeddings_*``: what is embedded, what is not yet, what was encoded, and
+    the photos left out (by reason)."""
 
     def __init__(self, service: EmbeddingService) -> None:
         self._service = service
 
     def describe(self) -> list[Metric]:
-        return self._families(0, 0, 0)
+        return self._families(0, 0, 0, {})
 
     def collect(self) -> list[Metric]:
         service = self._service
-        return self._families(len(service.job or ()), service.lag(), service.encoded)
+        problems = service.images.problems if service.images is not None else {}
+        return self._families(len(service.job or ()), service.lag(), service.encoded, problems)
 
     @staticmethod
-    def _families(items: int, lag: int, encoded: int) -> list[Metric]:
+    def _families(items: int, lag: int, encoded: int, problems: dict[str, int]) -> list[Metric]:
+        skipped = CounterMetricFamily(
+            "hotshelf_embeddings_image_problems",
+            "Item photos left out of embeddings (missing, outside_root, too_large, unreadable,"
+            " not_a_file): those items are embedded from their text alone.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(problems.items()):
+            skipped.add_metric([reason], count)
         return [
             GaugeMetricFamily("hotshelf_embeddings_items", "Catalog items embedded.", items),
             GaugeMetricFamily("hotshelf_embeddings_lag_records",
                               "Catalog log records not embedded yet.", lag),
             CounterMetricFamily("hotshelf_embeddings_encoded",
                                 "Items encoded by the embedding job.", encoded),
+            skipped,
         ]  # fmt: skip
 
 
@@ -67,6 +79,23 @@ class RankedScore(msgspec.Struct, frozen=True):
 
     item_id: str
     score: float | None
+
+
+def _image_fusion(cfg: EmbeddingsConfig, text_dim: int) -> ImageFusion | None:
+    """The photo half of items' vectors, loaded and warm, when ``image_weight`` > 0."""
+    from pathlib import Path
+
+    from hotshelf.models import ImageEncoder
+
+    if cfg.image_weight <= 0 or cfg.image_root is None:
+        return None
+    encoder = ImageEncoder(threads=cfg.threads)
+    encoder.load()
+    encoder.warm_up()
+    return ImageFusion(
+        encoder, Path(cfg.image_root), weight=cfg.image_weight, dim=cfg.image_dim,
+        text_dim=text_dim, max_bytes=cfg.max_image_bytes,
+    )  # fmt: skip
 
 
 def open_store(config: Config, dim: int, registry: CollectorRegistry | None) -> TwoTierStore:
@@ -113,6 +142,7 @@ class EmbeddingService:
         self.catalog_log = catalog_log
         self._registry = registry
         self.encoder: TextEncoder | None = None
+        self.images: ImageFusion | None = None
         self.store: TwoTierStore | None = None
         self.index: VectorIndex | None = None
         self.job: EmbeddingJob | None = None
@@ -142,18 +172,21 @@ class EmbeddingService:
         )  # fmt: skip
         encoder.warm_up()
         self.encoder = encoder
-        self.store = open_store(self.config, encoder.dim, self._registry)
+        self.images = _image_fusion(cfg, encoder.dim)
+        dim = encoder.dim if self.images is None else self.images.dim
+        self.store = open_store(self.config, dim, self._registry)
         if self._registry is not None:
             self._registry.register(_ServiceCollector(self))
         self.catalog.catch_up()
-        self.index = open_index(cfg, encoder.dim, len(self.catalog))
+        self.index = open_index(cfg, dim, len(self.catalog))
         self.job = EmbeddingJob(
             self.catalog, self.catalog_log, encoder, self.store, self.index,
             self.config.data_path / "embeddings", description_chars=cfg.description_chars,
+            images=self.images,
         )  # fmt: skip
         loaded = self.job.load_index()
-        _logger.info("embeddings.started", model=encoder.version, backend=cfg.backend,
-                     index=type(self.index).__name__, loaded=loaded)  # fmt: skip
+        _logger.info("embeddings.started", model=self.job.version, backend=cfg.backend,
+                     index=type(self.index).__name__, loaded=loaded, dim=dim)  # fmt: skip
         if follow:
             self._thread = threading.Thread(
                 target=self._follow, name="hotshelf-embeddings", daemon=True
@@ -207,6 +240,8 @@ class EmbeddingService:
                 self.store.close()
             if self.encoder is not None:
                 self.encoder.close()
+            if self.images is not None:
+                self.images.encoder.close()
 
     def _ready_job(self) -> EmbeddingJob:
         if self.job is None:
@@ -254,7 +289,8 @@ class EmbeddingService:
         return index.search_many(vectors, k, excludes=excludes)
 
     def encode_query(self, query: str) -> np.ndarray:
-        """The query's unit vector; ``ValidationError`` for an empty or oversized one."""
+        """The query's vector (its inner product with an item is the text cosine);
+        ``ValidationError`` for an empty or oversized query."""
         encoder, _, _ = self._ready()
         text = query.strip()
         limit = self.config.embeddings.max_query_chars
@@ -263,11 +299,15 @@ class EmbeddingService:
         if len(text) > limit:
             problem = FieldProblem("query", f"longer than {limit} characters")
             raise ValidationError("invalid query", [problem])
-        vector: np.ndarray = encoder.predict([text])[0]
+        vectors: np.ndarray = encoder.predict([text])
+        if self.images is not None:
+            vectors = self.images.query(vectors)
+        vector: np.ndarray = vectors[0]
         return vector
 
     def similar(self, item_id: str, k: int) -> list[ItemScore]:
-        """The ``k`` items whose text embeddings are nearest ``item_id``'s."""
+        """The ``k`` items whose embeddings (text, and photo where configured) are
+        nearest ``item_id``'s."""
         _, _, index = self._ready()
         fetched = self.fetch([item_id])
         if not fetched.found[0]:

@@ -116,8 +116,8 @@ class EmbeddingQueries:
 
     @property
     def model(self) -> str:
-        encoder = self.service.encoder
-        return "" if encoder is None else encoder.version
+        job = self.service.job
+        return "" if job is None else job.version
 
     def embeddings(self, body: bytes) -> Embeddings:
         request: EmbeddingsRequest = decode_json(body, _embeddings_decoder, "embeddings request")
