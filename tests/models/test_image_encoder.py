@@ -103,6 +103,13 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
         decode_image(buffer.getvalue())
 
 
+def test_predicting_leaves_the_process_thread_count_as_it_was(encoder: ImageEncoder) -> None:
+    before = torch.get_num_threads()
+    assert encoder.threads == 1
+    encoder.predict([load(CAT)])
+    assert torch.get_num_threads() == before
+
+
 def test_the_runtime_life_cycle() -> None:
     encoder = ImageEncoder(threads=1)
     assert encoder.version.startswith("torch-efficientnet-lite0-")

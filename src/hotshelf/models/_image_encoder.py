@@ -237,15 +237,21 @@ class ImageEncoder(ModelRuntime["Image", NDArray[np.float32]]):
         import torch
 
         out = np.empty((len(batch), self.dim), dtype=np.float32)
+        # torch's thread count is the process's: set for this call only, so training in
+        # the same process (fine-tuning is deterministic for a given count) is unchanged
+        previous = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
-        with torch.inference_mode():
-            for start in range(0, len(batch), self.batch_size):
-                chunk = torch.from_numpy(self.pixels(batch[start : start + self.batch_size]))
-                head = self._model.head(chunk).mean(dim=(2, 3))
-                centred = head - self._model._bn1.bias  # the ImageNet mean of each channel
-                unit = torch.nn.functional.normalize(centred, p=2.0, dim=1)
-                out[start : start + len(chunk)] = unit.numpy()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(batch), self.batch_size):
+                    chunk = torch.from_numpy(self.pixels(batch[start : start + self.batch_size]))
+                    head = self._model.head(chunk).mean(dim=(2, 3))
+                    centred = head - self._model._bn1.bias  # each channel's ImageNet mean
+                    unit = torch.nn.functional.normalize(centred, p=2.0, dim=1)
+                    out[start : start + len(chunk)] = unit.numpy()
+        finally:
+            torch.set_num_threads(previous)
         return out
 
     def _warm_up_batch(self) -> Sequence[Image]:
