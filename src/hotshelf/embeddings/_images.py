@@ -157,6 +157,8 @@ class ImageFusion:
         self, item_ids: Sequence[str], text: NDArray[np.float32], photos: Sequence[Photo | None]
     ) -> NDArray[np.float32]:
         """``(n, dim)`` fused vectors from the items' text embeddings and photos."""
+        from hotshelf.models import decode_image  # here: Pillow only when photos are on
+
         out = np.zeros((len(text), self.dim), dtype=np.float32)
         out[:, : self.text_dim] = text * self._text_scale
         rows: list[int] = []
@@ -171,7 +173,7 @@ class ImageFusion:
                     detail = f"{photo.path}: over {self.max_bytes} bytes"
                     self._problem("too_large", item_id, detail)
                     continue
-                images.append(self._decode(data))
+                images.append(decode_image(data))
             except OSError as exc:
                 self._problem("missing", item_id, f"{photo.path}: {exc.strerror or exc}")
                 continue
@@ -182,12 +184,6 @@ class ImageFusion:
         if rows:
             out[rows, self.text_dim :] = self._photo_half(self.encoder.predict(images))
         return out
-
-    @staticmethod
-    def _decode(data: bytes) -> Image:
-        from hotshelf.models import decode_image
-
-        return decode_image(data)
 
     def _photo_half(self, embedded: NDArray[np.float32]) -> NDArray[np.float32]:
         if self._projection is not None:
