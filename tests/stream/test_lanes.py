@@ -171,3 +171,35 @@ def test_impressions_are_counted_but_never_judged_as_bots(tmp_path: Path, logs: 
             assert view.counts().bot_events["impression"] == 0
     finally:
         proc.close(snapshot=False)
+
+
+def test_a_snapshot_of_the_live_lane_leaves_the_bulk_import_file_alone(
+    tmp_path: Path, logs: Logs
+) -> None:
+    cfg = config(tmp_path, catalog_grace_ms=1)
+    logs.catalog.append(upserts(simulated(3, 0)[0].catalog()))
+    fill(logs, rt=100, batch=3000)
+    stream = processor(cfg, logs)
+    stream.catch_up()
+    stream.snapshot()
+    directory = cfg.data_path / "stream"
+
+    def files() -> dict[str, int]:
+        return {p.name: p.stat().st_ino for p in directory.glob("snapshot-*.msgpack")}
+
+    before = files()
+    _, more = simulated(4, 50)
+    logs.events.append(laned(more, "rt"))
+    time.sleep(0.01)
+    stream.catch_up()
+    stream.snapshot()
+    after = files()
+    batch = {name for name in after if name.endswith(".batch.msgpack")}
+    assert len(batch) == 1 and {n: after[n] for n in batch} == {n: before[n] for n in batch}
+    assert not {n for n in after if n.endswith(".rt.msgpack")} & before.keys()
+    saved, offsets = stream.snapshot_bytes(), stream.offsets()
+    stream.close(snapshot=False)
+    restarted = processor(cfg, logs)  # restored from the two lane files
+    assert restarted.offsets() == offsets
+    assert restarted.snapshot_bytes() == saved
+    restarted.close()

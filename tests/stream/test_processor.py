@@ -253,7 +253,7 @@ def test_a_replay_writes_byte_identical_snapshots_with_the_bot_filter(
     cfg, live = _filled_with_bots(tmp_path, logs, simulated)
     live.catch_up(max_records=333)
     live.close()
-    data = (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes()
+    data = SnapshotStore(cfg.data_path / "stream").read() or b""
     assert decode_snapshot(data).lanes["rt"].bots is not None
     assert data == rebuild(tmp_path, logs, bots=default_bot_filter_factory(cfg))
     # restored with its bot filter, it continues where it was
@@ -367,7 +367,7 @@ def test_the_service_loop_stops_with_a_snapshot(
     stop.set()
     thread.join(10)
     processor.close()
-    assert (cfg.data_path / "stream" / "snapshot.msgpack").read_bytes() == rebuild(tmp_path, logs)
+    assert SnapshotStore(cfg.data_path / "stream").read() == rebuild(tmp_path, logs)
 
 
 def test_queries_go_on_while_the_service_loop_writes_a_snapshot(
@@ -377,14 +377,14 @@ def test_queries_go_on_while_the_service_loop_writes_a_snapshot(
     processor = StreamProcessor(config(tmp_path / "run", snapshot_every_records=1),
                                 logs.events, logs.catalog)  # fmt: skip
     writing, release = threading.Event(), threading.Event()
-    encoded = processor._encoded
+    encoded = processor._encoded_lanes_now
 
-    def slow_encoding() -> bytes:  # a snapshot of a big state, held open by the test
+    def slow_encoding() -> dict[str, msgspec.Raw]:  # a big state's, held open by the test
         writing.set()
         release.wait(10)
         return encoded()
 
-    processor._encoded = slow_encoding  # type: ignore[method-assign]
+    processor._encoded_lanes_now = slow_encoding  # type: ignore[method-assign]
     stop = threading.Event()
     thread = threading.Thread(target=processor.run, args=(stop,))
     thread.start()
@@ -401,7 +401,7 @@ def test_queries_go_on_while_the_service_loop_writes_a_snapshot(
         assert answered.wait(5)  # the query did not wait for the snapshot
     finally:
         release.set()
-        processor._encoded = encoded  # type: ignore[method-assign]
+        processor._encoded_lanes_now = encoded  # type: ignore[method-assign]
         stop.set()
         thread.join(10)
         processor.close()

@@ -314,8 +314,9 @@ def _titled(body: Any, titles: dict[str, str], hot: Collection[str] = ()) -> Non
 def _rebuild_check(cfg: Config) -> None:
     """Replay the whole log into a fresh processor: its snapshot must equal the server's."""
     from hotshelf.stream import StreamProcessor, default_bot_filter_factory
+    from hotshelf.stream._snapshot import SnapshotStore
 
-    served = cfg.data_path / "stream" / "snapshot.msgpack"
+    served = SnapshotStore(cfg.data_path / "stream", fsync=False)
     with (
         tempfile.TemporaryDirectory() as scratch,
         open_log(cfg, "events") as events,
@@ -329,7 +330,7 @@ def _rebuild_check(cfg: Config) -> None:
             started = time.perf_counter()
             applied = processor.catch_up(timeout_s=300.0)
             seconds = time.perf_counter() - started
-            same = served.exists() and processor.snapshot_bytes() == served.read_bytes()
+            same = processor.snapshot_bytes() == served.read()
         finally:
             processor.close(snapshot=False)
     console.rule("[bold]stream state rebuilt from offset 0")

@@ -1,6 +1,6 @@
 """``StreamProcessor``: the events and catalog topics in, ``StreamState`` out, exactly once.
 
-On start it loads the latest snapshot (``data_dir/stream/snapshot.msgpack``) and seeks
+On start it loads the latest snapshot (``data_dir/stream/``, ``_snapshot``) and seeks
 every consumer to the offsets stored with it, so every record below them is in the
 state and every record from them on is not: nothing is applied twice or skipped.
 With no usable snapshot (none, another version, other settings) it rebuilds from
@@ -181,12 +181,12 @@ class StreamProcessor:
         return SnapshotStore(directory, fsync=self.config.log.fsync)
 
     def _read_snapshot(self) -> dict[str, LaneSnapshot]:
-        data = self._store.read()
-        if data is None:
-            return {}
         try:
+            data = self._store.read()
+            if data is None:
+                return {}
             snapshot = decode_snapshot(data)
-        except (msgspec.DecodeError, ValueError) as exc:
+        except (msgspec.DecodeError, ValueError) as exc:  # SnapshotDamagedError among them
             _logger.error("stream.snapshot_unreadable", error=str(exc), action="rebuild")
             return {}
         if snapshot.settings != self._settings:
@@ -367,9 +367,11 @@ class StreamProcessor:
             return self._encoded()
 
     def _encoded(self) -> bytes:
+        return encode_snapshot(self._settings, self._encoded_lanes_now())
+
+    def _encoded_lanes_now(self) -> dict[str, msgspec.Raw]:
         with _gc_paused():
-            lanes = {lane.name: self._encoded_lane(lane) for lane in self.lanes}
-            return encode_snapshot(self._settings, lanes)
+            return {lane.name: self._encoded_lane(lane) for lane in self.lanes}
 
     def _encoded_lane(self, lane: Lane) -> msgspec.Raw:
         """The lane's snapshot bytes: those of the last snapshot while the lane has
@@ -394,15 +396,15 @@ class StreamProcessor:
         writer = threading.get_ident() == self._writer
         with contextlib.nullcontext() if writer else self._lock:
             offsets = [lane.offsets() for lane in self.lanes]
-            data = self._encoded()
-        self._store.write(data)
+            lanes = self._encoded_lanes_now()
+        size = self._store.save(self._settings, lanes)
         for lane, lane_offsets in zip(self.lanes, offsets, strict=True):
             lane.merge.events.consumer.commit(lane_offsets["events"])
             lane.merge.catalog.consumer.commit(lane_offsets["catalog"])
         self._since_snapshot = 0
         self._snapshot_ms = (time.perf_counter_ns() - began) // 1_000_000
         self._last_snapshot_ms = self._clock()
-        return len(data)
+        return size
 
     # -- reading ---------------------------------------------------------------
 
