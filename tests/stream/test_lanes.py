@@ -195,7 +195,8 @@ def test_a_snapshot_of_the_live_lane_leaves_the_bulk_import_file_alone(
     stream.snapshot()
     after = files()
     batch = {name for name in after if name.endswith(".batch.msgpack")}
-    assert len(batch) == 1 and {n: after[n] for n in batch} == {n: before[n] for n in batch}
+    assert len(batch) == 1
+    assert {n: after[n] for n in batch} == {n: before[n] for n in batch}
     assert not {n for n in after if n.endswith(".rt.msgpack")} & before.keys()
     saved, offsets = stream.snapshot_bytes(), stream.offsets()
     stream.close(snapshot=False)

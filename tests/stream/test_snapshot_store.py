@@ -52,9 +52,11 @@ def test_only_the_lanes_that_changed_are_written_again(tmp_path: Path) -> None:
     store.save(SETTINGS, second)
     after = lane_files(tmp_path)
     batch_files = [name for name in after if name.endswith(".batch.msgpack")]
-    assert len(batch_files) == 1 and after[batch_files[0]] == before[batch_files[0]]
+    assert len(batch_files) == 1
+    assert after[batch_files[0]] == before[batch_files[0]]
     rt_files = [name for name in after if name.endswith(".rt.msgpack")]
-    assert len(rt_files) == 1 and rt_files[0] not in before  # the old one is deleted
+    assert len(rt_files) == 1
+    assert rt_files[0] not in before  # the old one is deleted
     assert store.read() == encode_snapshot(SETTINGS, second)
 
 
