@@ -21,7 +21,7 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes, *, fsync: bool = True) -> None:
+def write_atomically(path: Path, data: bytes | memoryview, *, fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` whole: a crash leaves the old file or the new one.
 
     With ``fsync`` the new file and the rename are on disk when this returns.

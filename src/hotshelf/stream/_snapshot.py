@@ -36,14 +36,13 @@ fingerprint, so a snapshot is never restored under another partitioning.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
-from hotshelf._files import fsync_directory, write_atomically
+from hotshelf._files import write_atomically
 from hotshelf.config import Config
 
 __all__ = [
@@ -193,10 +192,6 @@ class SnapshotStorage(Protocol):
         when it is there but not whole."""
         ...
 
-    def write(self, data: bytes) -> None:
-        """Replace the snapshot with ``data`` atomically: readers see the old or the new."""
-        ...
-
     def save(self, settings: str, lanes: Mapping[str, msgspec.Raw]) -> int:
         """Replace the snapshot with the one of ``lanes`` (each from ``encode_lane``),
         atomically; returns the snapshot's size in bytes."""
@@ -263,16 +258,12 @@ class SnapshotStore:
         kept = current.files if current is not None else {}
         seq = current.seq + 1 if current is not None else 1
         files: dict[str, _LaneFile] = {}
-        written = False
         for name, raw in lanes.items():
             entry = self._unchanged(name, raw, kept.get(name))
             if entry is None:
                 entry = self._write_lane(seq, name, raw)
-                written = True
             files[name] = entry
             self._saved[name] = (raw, entry)
-        if written and self._fsync:
-            fsync_directory(self.directory)
         manifest = _Manifest(version=SNAPSHOT_VERSION, settings=settings, files=files, seq=seq)
         write_atomically(self.path, _encoder.encode(manifest), fsync=self._fsync)
         self._remove_unnamed({entry.file for entry in files.values()})
@@ -295,11 +286,7 @@ class SnapshotStore:
         """``raw`` durable in a new file (no manifest names it yet)."""
         data = memoryview(raw)
         file = f"{self._PREFIX}{seq}.{name}.msgpack"
-        with open(self.directory / file, "wb") as f:
-            f.write(data)
-            f.flush()
-            if self._fsync:
-                os.fsync(f.fileno())
+        write_atomically(self.directory / file, data, fsync=self._fsync)
         return _LaneFile(file, len(data), _digest(data))
 
     def _remove_unnamed(self, named: set[str]) -> None:
