@@ -173,6 +173,19 @@ def test_fusion_follows_the_sum_formula(raw: list[tuple[float, list[str]]]) -> N
         assert (-before.score, before.item_id) < (-after.score, after.item_id)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.lists(st.tuples(st.sampled_from([1.0, 0.5, 0.25]), _ids), max_size=6),
+    limit=st.integers(1, 14),
+)
+def test_a_limited_fusion_is_the_head_of_the_whole_one(
+    raw: list[tuple[float, list[str]]], limit: int
+) -> None:
+    # few weights and short lists: many equal totals, so the cut often falls in a tie
+    whole = fuse(_inputs(raw))
+    assert fuse(_inputs(raw), limit) == whole[:limit]
+
+
 @settings(max_examples=60, deadline=None)
 @given(raw=_lists, data=st.data())
 def test_fusion_does_not_depend_on_list_order(

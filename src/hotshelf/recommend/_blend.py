@@ -118,12 +118,32 @@ def _fused(
                 merit = -rank if by_rank else share
                 if merit > entry[1]:
                     entry[1:] = merit, label, candidate
-    # highest total first, ties by item id: two stable sorts, both keyed in C
-    order = sorted(totals)
-    order.sort(key=totals.__getitem__, reverse=True)
-    if limit is not None:
-        del order[limit:]
-    return _Fusion(order, totals, credit)
+    return _Fusion(_ranked(totals, limit), totals, credit)
+
+
+def _ranked(totals: dict[str, int], limit: int | None) -> list[str]:
+    """The best ``limit`` items (default all): highest total first, ties by item id.
+
+    Two stable sorts, both keyed in C: by id, then by total. Sorting ids is most of the
+    cost (string compares, ~25 µs for 160 items), so with a ``limit`` the order by total
+    comes first, and only the items that can make the cut are sorted by id: those above
+    the ``limit``-th total and all that tie with it."""
+    total_of = totals.__getitem__
+    if limit is None or limit >= len(totals):
+        order = sorted(totals)
+        order.sort(key=total_of, reverse=True)
+        return order
+    order = sorted(totals, key=total_of, reverse=True)
+    if limit <= 0:
+        return []
+    cut, end = total_of(order[limit - 1]), limit
+    while end < len(order) and total_of(order[end]) == cut:
+        end += 1
+    del order[end:]
+    order.sort()
+    order.sort(key=total_of, reverse=True)
+    del order[limit:]
+    return order
 
 
 def fuse(
