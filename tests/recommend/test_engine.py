@@ -31,6 +31,9 @@ class Catalog(dict[str, Item]):
     def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
         return {i: self[i] for i in item_ids if i in self}
 
+    def item_ids(self) -> list[str]:
+        return list(self)
+
 
 class Stream:
     """What ``Recommender`` reads: a lock-free stand-in for the processor's ``reading``

@@ -299,6 +299,33 @@ def test_seeds_not_kept_are_looked_up_together(api: Api) -> None:
         assert seed not in {s.item_id for s in together[seed]}
 
 
+def test_the_most_popular_items_neighbours_are_precomputed(api: Api) -> None:
+    runner = api.app.service.recommend_runner
+    assert runner is not None
+    recommender = runner.recommender
+    embeddings, neighbours = recommender.embeddings, recommender.neighbours
+    assert embeddings is not None
+    assert embeddings.store is not None
+    assert neighbours is not None
+    viewed = {e["item_id"] for e in shopper_events(0) if e["type"] == "view"}
+    seed = sorted(viewed)[0]
+
+    def kept_and_served_without_a_search() -> bool:
+        recommender.precompute_neighbours()  # the trainer thread may have done it already
+        if not viewed <= set(neighbours._lists):  # every item with views has a list
+            return False
+        before = embeddings.store.stats()["requests"]
+        answer = recommend(api, cookie_id="kept-seed", current_item_id=seed, variant="control")
+        assert any(i["route"] == "browsing" for i in answer["items"])
+        # a kept list: no store read and no index search for the seed (unless the
+        # embeddings changed in between, from another test's items: then again)
+        return bool(embeddings.store.stats()["requests"] == before)
+
+    wait_for(kept_and_served_without_a_search, 10)
+    assert recommender.precompute_neighbours() == 0  # all kept already
+    assert recommender.precompute_neighbours(stop=lambda: True) == 0
+
+
 # -- experiments and attribution --------------------------------------------------------
 
 

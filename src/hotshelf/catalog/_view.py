@@ -84,6 +84,11 @@ class CatalogView:
             snapshot = list(self._items.values())
         return iter(snapshot)
 
+    def item_ids(self) -> list[str]:
+        """Every item's id, from a snapshot taken now."""
+        with self._lock:
+            return list(self._items)
+
     def __len__(self) -> int:
         return len(self._items)
 

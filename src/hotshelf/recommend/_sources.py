@@ -137,25 +137,25 @@ def similar_lists(
 
 
 def _similar(
-    embeddings: EmbeddingService, item_ids: Sequence[str], n: int
+    embeddings: EmbeddingService, item_ids: Sequence[str], n: int, *, wait: bool = False
 ) -> dict[str, tuple[Candidate, ...]]:
     """``_nearest`` as candidates: kind "similar", each credited to the item it is near."""
     return {
         item: tuple(Candidate(s.item_id, s.score, "similar", item) for s in found)
-        for item, found in _nearest(embeddings, item_ids, n).items()
+        for item, found in _nearest(embeddings, item_ids, n, wait=wait).items()
     }
 
 
 def _nearest(
-    embeddings: EmbeddingService, item_ids: Sequence[str], n: int
+    embeddings: EmbeddingService, item_ids: Sequence[str], n: int, *, wait: bool = False
 ) -> dict[str, list[ItemScore]]:
     """The ``n`` items nearest each of ``item_ids`` (distinct), by one store read and one
-    index pass; items with no vector yet are left out, and so are those the store's
-    local tier lacks right now (the request never waits on its remote tier: the read it
-    issues brings them in for the next one)."""
+    index pass; items with no vector yet are left out, and (unless ``wait``) so are
+    those the store's local tier lacks right now (a request never waits on its remote
+    tier: the read it issues brings them in for the next one)."""
     if not item_ids:
         return {}
-    fetched = embeddings.lookup(item_ids, wait=False)
+    fetched = embeddings.lookup(item_ids, wait=wait)
     have = [i for i, found in enumerate(fetched.found.tolist()) if found]
     if not have:
         return {}
@@ -197,15 +197,45 @@ class NeighbourCache:
         missing = []
         with self._lock:
             for item in item_ids:
-                kept = self._lists.get(item)
-                if kept is not None and kept.generation == generation and kept.n >= n:
+                kept = self._kept(item, generation, n)
+                if kept is not None:
                     self._lists.move_to_end(item)
                     out[item] = kept.found[:n]
                 else:
                     missing.append(item)
+        if missing:
+            out.update(self._found(embeddings, missing, n, generation))
+        return out
+
+    def fill(self, embeddings: EmbeddingService, item_ids: Sequence[str], n: int) -> int:
+        """Find and keep the lists of ``item_ids`` not kept yet (one store read and one
+        index pass for all; a background thread's work, so the read may wait on the
+        store's remote tier); returns how many were made."""
+        generation = embeddings.generation
+        with self._lock:
+            missing = [item for item in item_ids if not self._kept(item, generation, n)]
         if not missing:
-            return out
-        found = _similar(embeddings, missing, n)
+            return 0
+        found = self._found(embeddings, missing, n, generation, wait=True)
+        return sum(1 for listed in found.values() if listed)
+
+    def _kept(self, item: str, generation: int, n: int) -> _Kept | None:
+        kept = self._lists.get(item)
+        if kept is not None and kept.generation == generation and kept.n >= n:
+            return kept
+        return None
+
+    def _found(
+        self,
+        embeddings: EmbeddingService,
+        missing: list[str],
+        n: int,
+        generation: int,
+        *,
+        wait: bool = False,
+    ) -> dict[str, tuple[Candidate, ...]]:
+        """``_similar`` for ``missing``, kept (those with a list) for later requests."""
+        found = _similar(embeddings, missing, n, wait=wait)
         with self._lock:
             for item, listed in found.items():
                 if listed:
@@ -213,5 +243,4 @@ class NeighbourCache:
                     self._lists.move_to_end(item)
             while len(self._lists) > self.capacity:
                 self._lists.popitem(last=False)
-        out.update(found)
-        return out
+        return found
