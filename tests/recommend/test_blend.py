@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotshelf.recommend._blend import FUSION_OFFSET, Blended, Candidate, blend, fuse
+from hotshelf.recommend._blend import (
+    FUSION_OFFSET,
+    SHARE_UNITS,
+    Blended,
+    Candidate,
+    blend,
+    fuse,
+)
 from hotshelf.recommend._context import Route
 
 
@@ -19,7 +26,9 @@ def _ranked(*ids: str, kind: str = "k", because: str | None = None) -> list[Cand
 
 
 def _share(weight: float, rank: int) -> float:
-    return weight / (FUSION_OFFSET + rank)
+    # as the fusion counts it: a whole multiple of 2^-52 (two weights an ulp apart can
+    # give the same share, a tie that the earlier list wins)
+    return round(weight * SHARE_UNITS / (FUSION_OFFSET + rank)) / SHARE_UNITS
 
 
 def test_scores_by_hand() -> None:
