@@ -129,13 +129,13 @@ def _ranked(totals: dict[str, int], limit: int | None) -> list[str]:
     comes first, and only the items that can make the cut are sorted by id: those above
     the ``limit``-th total and all that tie with it."""
     total_of = totals.__getitem__
+    if limit is not None and limit <= 0:
+        return []
     if limit is None or limit >= len(totals):
         order = sorted(totals)
         order.sort(key=total_of, reverse=True)
         return order
     order = sorted(totals, key=total_of, reverse=True)
-    if limit <= 0:
-        return []
     cut, end = total_of(order[limit - 1]), limit
     while end < len(order) and total_of(order[end]) == cut:
         end += 1

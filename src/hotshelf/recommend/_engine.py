@@ -163,8 +163,8 @@ class Recommender:
         the catalog, as many as the neighbour budget holds, so a request seeded by one
         finds its list kept instead of searching the index (~0.5 ms for a few seeds)
         right after a start or a change of the embeddings; returns how many lists were
-        made. A few items per store read
-        and index pass, so no step holds the GIL for long while requests are served."""
+        made. A few items per store read and index pass, so no step holds the GIL for
+        long while requests are served."""
         neighbours, embeddings = self.neighbours, self.embeddings
         if neighbours is None or embeddings is None or embeddings.store is None:
             return 0
