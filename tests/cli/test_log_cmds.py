@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from hotshelf.cli import app
 from hotshelf.config import load_config
 from hotshelf.events import EventType, StoredEvent, encode_stored_event
-from hotshelf.log import open_log
+from hotshelf.log import EventLog, open_log
 
 runner = CliRunner()
 
@@ -19,14 +19,19 @@ runner = CliRunner()
 def _fill(data: Path, n: int) -> None:
     cfg = load_config(overrides=[f"data_dir={json.dumps(str(data))}"], environ={})
     with open_log(cfg, "events") as log:
-        for start in range(0, n, 10):
-            log.append([
-                encode_stored_event(StoredEvent(
-                    event_id=f"e{i}", type=EventType.VIEW, ts_ms=i, received_ms=i,
-                    cookie_id="c", item_id=f"i{i}",
-                ))
-                for i in range(start, min(n, start + 10))
-            ])  # fmt: skip
+        _fill_log(log, n)
+
+
+def _fill_log(log: EventLog, n: int, first: int = 0) -> None:
+    """``n`` view events e<first>.. appended in batches of 10."""
+    for start in range(first, first + n, 10):
+        log.append([
+            encode_stored_event(StoredEvent(
+                event_id=f"e{i}", type=EventType.VIEW, ts_ms=i, received_ms=i,
+                cookie_id="c", item_id=f"i{i}",
+            ))
+            for i in range(start, min(first + n, start + 10))
+        ])  # fmt: skip
 
 
 def _cli(*args: str) -> tuple[int, str, str]:

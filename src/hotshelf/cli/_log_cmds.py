@@ -1,8 +1,14 @@
-"""``hotshelf log``: inspect, verify and replay the durable log."""
+"""``hotshelf log``: inspect, verify and replay the durable log.
+
+Each command reads a log that no process has open directly, and the log of a running
+server as a follower (``LogFollower``: no lock, nothing written, only what the server
+has made durable); ``replay --follow`` keeps following it, like ``tail -f``.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -23,7 +29,7 @@ from hotshelf.cli._options import (
 )
 from hotshelf.config import Config
 from hotshelf.events import decode_catalog_change, decode_stored_event
-from hotshelf.log import EventLog, LogRecord, VerifyReport, open_log
+from hotshelf.log import EventLog, LogRecord, VerifyReport, open_log, open_reader
 
 log_app = typer.Typer(
     name="log", help="Inspect, verify and replay the event log.", no_args_is_help=True
@@ -56,15 +62,42 @@ def _decode(topic: str, record: LogRecord) -> dict[str, object]:
     return {"offset": record.offset, "log_ts_ms": record.timestamp_ms, "record": body}
 
 
-def _records(log: EventLog, start: int, stop: int | None, batch: int = 2000) -> Iterator[LogRecord]:
+# How long ``replay --follow`` waits between looks at a log with nothing new.
+FOLLOW_POLL_S = 0.05
+
+
+def _records(
+    log: EventLog, start: int, stop: int | None, batch: int = 2000, *, follow: bool = False
+) -> Iterator[LogRecord]:
+    """Records from ``start`` to ``stop`` (or the end); with ``follow``, records as
+    they arrive, until ``stop`` (or forever)."""
     offset = max(start, log.start_offset)
-    end = log.end_offset if stop is None else min(stop, log.end_offset)
-    while offset < end:
+    while stop is None or offset < stop:
+        end = log.end_offset if stop is None else min(stop, log.end_offset)
+        if offset >= end:
+            if not follow:
+                return
+            time.sleep(FOLLOW_POLL_S)
+            continue
         chunk = log.read(offset, min(batch, end - offset))
         if not chunk:
             return
         yield from chunk
         offset = chunk[-1].offset + 1
+
+
+def _open_for_reading(cfg: Config, topic: str, *, follow: bool = False) -> EventLog:
+    """The log itself when nothing has it open (no ``follow``), else a follower, said so."""
+    if follow:
+        log, following = open_log(cfg, topic, follow=True), True
+    else:
+        log, following = open_reader(cfg, topic)
+    if following:
+        err_console.print(
+            f"{topic}: following the log of the process that has it open (read-only)",
+            highlight=False,
+        )
+    return log
 
 
 @log_app.command()
@@ -80,7 +113,7 @@ def inspect(
     _check_topic(topic)
     with cli_errors():
         cfg = config_from_options(config, overrides, data_dir)
-        with open_log(cfg, topic) as log:
+        with _open_for_reading(cfg, topic) as log:
             stats = log.stats()
             err_console.print(
                 f"{topic}: offsets {stats.start_offset}..{stats.end_offset} "
@@ -111,7 +144,7 @@ def _report_table(topic: str, report: VerifyReport) -> Table:
 def _verify_topics(cfg: Config, topics: list[str], console: Console) -> bool:
     clean = True
     for topic in topics:
-        with open_log(cfg, topic) as log:
+        with _open_for_reading(cfg, topic) as log:
             report = log.verify()
         console.print(_report_table(topic, report))
         for dmg in report.damage:
@@ -153,6 +186,15 @@ def replay(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="NDJSON file (default stdout).")
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep following a running server's log: records as they arrive, until "
+            "--to or Ctrl-C.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     data_dir: DataDirOpt = None,
@@ -161,13 +203,17 @@ def replay(
     _check_topic(topic)
     with cli_errors():
         cfg = config_from_options(config, overrides, data_dir)
-        with open_log(cfg, topic) as log:
+        with _open_for_reading(cfg, topic, follow=follow) as log:
             sink: BinaryIO = out.open("wb") if out else sys.stdout.buffer
             count = 0
             try:
-                for record in _records(log, start, stop):
+                for record in _records(log, start, stop, follow=follow):
                     sink.write(_json.encode(_decode(topic, record)) + b"\n")
                     count += 1
+                    if follow:
+                        sink.flush()
+            except KeyboardInterrupt:
+                pass  # the end of a --follow
             finally:
                 if out:
                     sink.close()

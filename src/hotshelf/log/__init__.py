@@ -11,8 +11,9 @@ from hotshelf.log._base import (
     LogStats,
     VerifyReport,
 )
-from hotshelf.log._factory import open_log
+from hotshelf.log._factory import open_log, open_reader
 from hotshelf.log._file_log import FileLog
+from hotshelf.log._follower import LogFollower
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -21,9 +22,11 @@ __all__ = [
     "EventLog",
     "FileLog",
     "LogConsumer",
+    "LogFollower",
     "LogObserver",
     "LogRecord",
     "LogStats",
     "VerifyReport",
     "open_log",
+    "open_reader",
 ]

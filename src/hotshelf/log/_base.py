@@ -13,12 +13,17 @@ Two implementations share one contract test suite (``tests/log/test_contract.py`
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
 from hotshelf._closing import Closeable
-from hotshelf.errors import FieldProblem, PayloadTooLargeError, ValidationError
+from hotshelf.errors import (
+    FieldProblem,
+    OffsetOutOfRangeError,
+    PayloadTooLargeError,
+    ValidationError,
+)
 
 __all__ = [
     "MAX_RECORD_BYTES",
@@ -129,6 +134,28 @@ class LogObserver:
 
     def on_sync(self, batches: int, records: int, bytes_: int, seconds: float) -> None:
         """One group commit: ``batches`` appends written with one sync, taking ``seconds``."""
+
+
+def poll_at(
+    position: int,
+    end: int,
+    read: Callable[[int, int], list[LogRecord]],
+    wait_for: Callable[[int, float], bool],
+    max_records: int,
+    timeout_s: float,
+) -> list[LogRecord]:
+    """A file consumer's poll from ``position`` (the log ends at ``end``): up to
+    ``max_records`` records, waiting up to ``timeout_s`` for the first when none are
+    there yet."""
+    if position >= end and (timeout_s <= 0 or not wait_for(position, timeout_s)):
+        return []
+    return read(position, max_records)
+
+
+def check_commit(next_offset: int, end: int) -> None:
+    """``OffsetOutOfRangeError`` unless ``next_offset`` is within ``0..end``."""
+    if not 0 <= next_offset <= end:
+        raise OffsetOutOfRangeError(f"cannot commit offset {next_offset}: the log ends at {end}")
 
 
 class LogConsumer(abc.ABC):

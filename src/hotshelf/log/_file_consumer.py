@@ -16,7 +16,7 @@ import structlog
 
 from hotshelf._files import fsync_directory
 from hotshelf.errors import CorruptLogError, LogClosedError, OffsetOutOfRangeError
-from hotshelf.log._base import LogConsumer, LogRecord
+from hotshelf.log._base import LogConsumer, LogRecord, check_commit, poll_at
 
 if TYPE_CHECKING:
     from hotshelf.log._file_log import FileLog
@@ -83,23 +83,18 @@ class FileLogConsumer(LogConsumer):
 
     def poll(self, max_records: int = 1000, timeout_s: float = 0.0) -> list[LogRecord]:
         self._check_open()
+        log = self._log
         position = self._clamped_position()
-        if position >= self._log.end_offset and (
-            timeout_s <= 0 or not self._log.wait_for(position, timeout_s)
-        ):
-            return []
-        records = self._log.read(position, max_records)
+        records = poll_at(
+            position, log.end_offset, log.read, log.wait_for, max_records, timeout_s
+        )
         if records:
             self._position = records[-1].offset + 1
         return records
 
     def commit(self, next_offset: int) -> None:
         self._check_open()
-        end = self._log.end_offset
-        if not 0 <= next_offset <= end:
-            raise OffsetOutOfRangeError(
-                f"cannot commit offset {next_offset}: the log ends at {end}"
-            )
+        check_commit(next_offset, self._log.end_offset)
         directory = self._path.parent
         fresh = not directory.exists()
         directory.mkdir(exist_ok=True)

@@ -5,6 +5,7 @@ Layout::
     <directory>/2026-11-22/16/00000000000000001234.log   frames (``_frame``)
     <directory>/2026-11-22/16/00000000000000001234.idx   sparse index (a hint)
     <directory>/consumers/<group>.offset                  committed offsets
+    <directory>/tail                                      where durable records end
     <directory>/.lock                                     one process at a time
 
 Appends go through one writer thread (``_group_commit``); reads see only what it
@@ -29,6 +30,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 
@@ -54,19 +56,57 @@ from hotshelf.log._file_consumer import FileLogConsumer
 from hotshelf.log._frame import encode_records
 from hotshelf.log._group_commit import GroupCommitWriter, LogState
 from hotshelf.log._segment import Segment, SegmentCheck, Span
+from hotshelf.log._tail import TailWriter
 
-__all__ = ["FileLog"]
+__all__ = ["FileLog", "SegmentView", "check_continuity", "read_across"]
 
 _logger = structlog.get_logger("hotshelf.log")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _base_offset = attrgetter("base_offset")
 
 
+class SegmentView(NamedTuple):
+    """A segment as one read sees it: readable up to ``size`` bytes and offset ``upper``."""
+
+    segment: Segment
+    size: int
+    upper: int
+
+
+def read_across(
+    views: Sequence[SegmentView], offset: int, end: int, max_records: int
+) -> list[LogRecord]:
+    """Up to ``max_records`` records from ``offset`` (below ``end``) across ``views``,
+    oldest first; what precedes damage is handed out before the damage is raised."""
+    out: list[LogRecord] = []
+    i = bisect_right(views, offset, key=_view_base) - 1
+    while i < len(views) and offset < end and len(out) < max_records:
+        segment, size, upper = views[i]
+        if offset < upper:
+            try:
+                records = segment.read(offset, max_records - len(out), size, upper)
+            except CorruptLogError:
+                if out:  # hand out what precedes the damage first
+                    break
+                raise
+            out += records
+            if records:
+                offset = records[-1].offset + 1
+            if offset < upper:  # stopped at damage
+                break
+        i += 1
+    return out
+
+
+def _view_base(view: SegmentView) -> int:
+    return view.segment.base_offset
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _check_continuity(before: Segment, after: Segment, event: str = "log.damage_found") -> None:
+def check_continuity(before: Segment, after: Segment, event: str = "log.damage_found") -> None:
     """Damage where ``before`` does not end exactly where ``after`` begins."""
     ends = [before.end_offset] + [s.last + 1 for s in before.spans if s.last is not None]
     if max(ends) < after.base_offset:
@@ -112,6 +152,12 @@ class FileLog(EventLog):
             os.close(self._lock_fd)
             raise
         self._state = LogState(segments)
+        try:
+            self._state.tail = TailWriter(self.directory)
+            self._state.publish_tail()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._members: dict[str, FileLogConsumer] = {}
         self._retention_lock = threading.Lock()
         self._writer = GroupCommitWriter(
@@ -133,7 +179,7 @@ class FileLog(EventLog):
                 result.spans.remove(result.torn)
             self._settle(segment, result)
         for before, after in itertools.pairwise(segments):
-            _check_continuity(before, after, "log.damage_found_on_open")
+            check_continuity(before, after, "log.damage_found_on_open")
         start = segments[0].base_offset if segments else 0
         end = segments[-1].end_offset if segments else 0
         damage = [d for seg in segments for d in seg.damage()]
@@ -223,25 +269,15 @@ class FileLog(EventLog):
         start, end = self._state.start_offset, self._state.end_offset
         if not start <= offset <= end:
             raise OffsetOutOfRangeError(f"offset {offset} is outside the log's {start}..{end}")
-        out: list[LogRecord] = []
-        i = bisect_right(segments, offset, key=_base_offset) - 1
-        while i < len(segments) and offset < end and len(out) < max_records:
-            segment = segments[i]
-            upper = segments[i + 1].base_offset if i + 1 < len(segments) else segment.end_offset
-            if offset < upper:
-                try:
-                    records = segment.read(offset, max_records - len(out), segment.size, upper)
-                except CorruptLogError:
-                    if out:  # hand out what precedes the damage first
-                        break
-                    raise
-                out += records
-                if records:
-                    offset = records[-1].offset + 1
-                if offset < upper:  # stopped at damage
-                    break
-            i += 1
-        return out
+        # views from the segment holding ``offset`` on (a consumer at the tail: one)
+        first = max(bisect_right(segments, offset, key=_base_offset) - 1, 0)
+        views = [
+            SegmentView(seg, seg.size, nxt.base_offset)
+            for seg, nxt in itertools.pairwise(segments[first:])
+        ]
+        if segments:
+            views.append(SegmentView(segments[-1], segments[-1].size, segments[-1].end_offset))
+        return read_across(views, offset, end, max_records)
 
     def wait_for(self, offset: int, timeout_s: float) -> bool:
         """Wait until a record at ``offset`` exists; False on timeout."""
@@ -291,6 +327,7 @@ class FileLog(EventLog):
                 state.start_offset = state.segments[0].base_offset
                 state.size_bytes -= sum(seg.size for seg in doomed)
                 dropped = state.start_offset - old_start
+                state.publish_tail()  # before the files go: a follower reads the start first
             for segment in doomed:
                 segment.delete()
         _logger.info(
@@ -327,7 +364,7 @@ class FileLog(EventLog):
             for span in result.spans:
                 segment.add_span(span)
             if not last:
-                _check_continuity(segment, segments[i + 1])
+                check_continuity(segment, segments[i + 1])
                 self._check_index(segment, result)
         state = self._state
         return VerifyReport(
@@ -369,4 +406,6 @@ class FileLog(EventLog):
         self._writer.stop()
         for member in members:
             member.close()
+        if self._state.tail is not None:
+            self._state.tail.close()
         os.close(self._lock_fd)

@@ -34,6 +34,7 @@ from hotshelf.errors import LogClosedError, UnavailableError
 from hotshelf.log._base import AppendResult, LogObserver
 from hotshelf.log._frame import HEADER_SIZE, encode_frame
 from hotshelf.log._segment import Segment
+from hotshelf.log._tail import TailWriter
 
 __all__ = ["GroupCommitWriter", "LogState"]
 
@@ -60,6 +61,22 @@ class LogState:
         self.end_offset = segments[-1].end_offset if segments else 0
         self.size_bytes = sum(seg.size for seg in segments)
         self.closed = False
+        self.tail: TailWriter | None = None  # the marker for readers in other processes
+
+    def publish_tail(self) -> None:
+        """Tell other processes where the durable records are now (under ``lock``)."""
+        if self.tail is None:
+            return
+        last = self.segments[-1] if self.segments else None
+        try:
+            self.tail.publish(
+                self.start_offset,
+                self.end_offset,
+                self.end_offset if last is None else last.base_offset,
+                0 if last is None else last.size,
+            )
+        except OSError as exc:  # followers lag until the next one; appends go on
+            _logger.error("log.tail_not_published", path=str(self.tail.path), error=str(exc))
 
 
 class _Request:
@@ -279,6 +296,7 @@ class GroupCommitWriter:
                     active.is_new = False
             state.end_offset = end
             state.size_bytes += total
+            state.publish_tail()
             self._in_flight = None
             state.appended.notify_all()
 
