@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hotshelf.config import Config
+from hotshelf.errors import ConflictError
 from hotshelf.events import (
     CatalogChange,
     CatalogOp,
@@ -29,6 +30,7 @@ from hotshelf.log import (
     EventLog,
     FileLog,
     LogConsumer,
+    LogFollower,
     LogRecord,
     LogStats,
     VerifyReport,
@@ -622,3 +624,57 @@ def test_sharing_strings_is_bounded() -> None:
     kept = "".join(["1", "7"])
     assert _shared(names, kept) is names["17"]
     assert _shared(names, kept) is not kept
+
+
+# -- a follower in another process -------------------------------------------------------
+
+
+def _files(directory: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
+
+
+def test_a_following_processor_reaches_the_writers_state_and_writes_nothing(
+    tmp_path: Path, logs: Logs, simulated: tuple[list[bytes], list[bytes]]
+) -> None:
+    catalog, events = simulated
+    logs.append("catalog", logs.clock.now, catalog)
+    for i in range(0, 2000, 250):
+        logs.append("events", logs.clock.now + i, events[i : i + 250])
+    cfg = config(tmp_path / "run")
+    writer = StreamProcessor(cfg, logs.events, logs.catalog)
+    writer.catch_up()
+    writer.snapshot()  # what the follower starts from
+    for i in range(2000, 3000, 250):  # after the snapshot: the follower replays these
+        logs.append("events", logs.clock.now + i, events[i : i + 250])
+    writer.catch_up()
+    before = _files(tmp_path)
+
+    follower_logs = {
+        name: LogFollower(tmp_path / "log" / name, cfg.log) for name in ("events", "catalog")
+    }
+    follower = StreamProcessor(
+        cfg, follower_logs["events"], follower_logs["catalog"], write_snapshots=False
+    )
+    assert follower.offsets() == {"events": 2000, "catalog": 300}  # restored, not rebuilt
+    follower.catch_up()
+    assert follower.snapshot_bytes() == writer.snapshot_bytes()
+    for i in range(3000, 4000, 250):  # live: appended while both run
+        logs.append("events", logs.clock.now + i, events[i : i + 250])
+    writer.catch_up()
+    follower.catch_up()
+    assert follower.snapshot_bytes() == writer.snapshot_bytes() == rebuild(tmp_path, logs)
+    with pytest.raises(ConflictError, match="writes no snapshots"):
+        follower.snapshot()
+    follower.close()
+    for log in follower_logs.values():
+        log.close()
+    # (the rebuild's own processor wrote its snapshot and group: "clean")
+    after = {
+        p: t
+        for p, t in _files(tmp_path).items()
+        if "/clean/" not in p and not p.endswith("/clean.offset")
+    }
+    writes = {p for p in after if before.get(p) != after[p]}
+    # only the writer's own appends touched files: segments, their indexes, tail markers
+    assert all(p.endswith((".log", ".idx", "/tail")) for p in writes), writes
+    writer.close()

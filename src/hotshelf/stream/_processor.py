@@ -17,6 +17,10 @@ lane leaves of each round and never less than ``batch_min_share`` of it, so a bu
 import neither delays live events nor starves. Each lane's state depends on its own
 topic and the catalog only, so the interleaving never changes what a replay gives.
 
+Followers: with ``write_snapshots=False`` over ``LogFollower``s, a processor in another
+process restores the writer's latest snapshot and follows its logs, to the same state
+(``tests/stream/test_processor.py``), writing nothing.
+
 Queries run in other threads: ``with processor.reading() as view:`` (a ``StateView``
 over the lanes' states).
 
@@ -46,7 +50,7 @@ import msgspec
 import structlog
 
 from hotshelf.config import Config
-from hotshelf.errors import HotshelfError
+from hotshelf.errors import ConflictError, HotshelfError
 from hotshelf.log import EventLog, LogConsumer
 from hotshelf.stream._answers import BotRecord
 from hotshelf.stream._freshness import FreshnessSummary, FreshnessTracker
@@ -132,8 +136,13 @@ class StreamProcessor:
         clock: Callable[[], int] | None = None,
         partition: tuple[int, int] | None = None,
         snapshot_store: SnapshotStorage | None = None,
+        write_snapshots: bool = True,
     ) -> None:
         self.config = config
+        # False: a follower of another process's logs (``LogFollower``s) restores that
+        # process's snapshot and follows, but never writes one or commits: both belong
+        # to the writer, and the follower's state is rebuilt from them on every start.
+        self.write_snapshots = write_snapshots
         self.partition: Partition | None = None if partition is None else check_partition(partition)
         self._pair = None if self.partition is None else self.partition.pair
         self._state_config = partition_config(config.stream, self.partition)
@@ -300,7 +309,7 @@ class StreamProcessor:
         return applied
 
     def _snapshot_due(self) -> bool:
-        if not self._since_snapshot:
+        if not self._since_snapshot or not self.write_snapshots:
             return False
         if self._since_snapshot >= self.config.stream.snapshot_every_records:
             return True
@@ -356,7 +365,8 @@ class StreamProcessor:
                 lane.merge.waiting for lane in self.lanes
             ):
                 stop.wait(0.01)  # events wait out the catalog grace; do not spin
-        self.snapshot()
+        if self.write_snapshots:
+            self.snapshot()
         self._writer = None
 
     # -- snapshots -------------------------------------------------------------
@@ -392,6 +402,10 @@ class StreamProcessor:
         that thread writes a snapshot it does not hold the lock: queries go on meanwhile
         (a big state takes a few hundred ms to encode). Any other thread takes the lock.
         """
+        if not self.write_snapshots:
+            raise ConflictError(
+                "this processor follows another process's logs: it writes no snapshots"
+            )
         began = time.perf_counter_ns()
         writer = threading.get_ident() == self._writer
         with contextlib.nullcontext() if writer else self._lock:
@@ -511,7 +525,7 @@ class StreamProcessor:
         if self._closed:
             return
         try:
-            if snapshot and self._since_snapshot:
+            if snapshot and self._since_snapshot and self.write_snapshots:
                 self.snapshot()
         finally:
             self._closed = True
