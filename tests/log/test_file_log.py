@@ -211,28 +211,38 @@ def test_group_commit_shares_syncs(tmp_path: Path) -> None:
     assert len(observer.syncs) < 320 / 2
 
 
+class HeldSync:
+    """Syncs that wait for ``release`` once ``hold`` is called: a group is then written
+    but not durable (``written`` is set) until the test lets it go."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.written, self.release = threading.Event(), threading.Event()
+        self._monkeypatch = monkeypatch
+        self._real = _group_commit._datasync
+
+    def hold(self) -> None:
+        self._monkeypatch.setattr(_group_commit, "_datasync", self._slow_sync)
+
+    def _slow_sync(self, fd: int) -> None:
+        self.written.set()
+        assert self.release.wait(10)
+        self._real(fd)
+
+
 def test_reads_never_see_unsynced_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    written = threading.Event()
-    release = threading.Event()
-    real = _group_commit._datasync
-
-    def slow_sync(fd: int) -> None:
-        written.set()
-        assert release.wait(10)
-        real(fd)
-
+    held = HeldSync(monkeypatch)
     with FileLog(tmp_path, LogConfig()) as log:
         consumer = log.consumer("watcher")
-        monkeypatch.setattr(_group_commit, "_datasync", slow_sync)
+        held.hold()
         appender = threading.Thread(target=log.append, args=([b"pending"],))
         appender.start()
-        assert written.wait(10)
+        assert held.written.wait(10)
         (segment,) = tmp_path.glob("*/*/*.log")
         assert segment.stat().st_size > 0  # on disk, not yet durable
         assert log.end_offset == 0
         assert log.read(0) == []
         assert consumer.poll(timeout_s=0.05) == []
-        release.set()
+        held.release.set()
         appender.join()
         assert [r.value for r in consumer.poll(timeout_s=5)] == [b"pending"]
 
@@ -240,24 +250,17 @@ def test_reads_never_see_unsynced_data(tmp_path: Path, monkeypatch: pytest.Monke
 def test_the_low_watermark_is_the_stamp_in_flight_and_never_goes_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written, release = threading.Event(), threading.Event()
-    real = _group_commit._datasync
-
-    def slow_sync(fd: int) -> None:
-        written.set()
-        assert release.wait(10)
-        real(fd)
-
+    held = HeldSync(monkeypatch)
     clock = Clock(T0 + 500)
     with FileLog(tmp_path, LogConfig(), clock=clock) as log:
         assert log.low_watermark_ms() == T0 + 500  # idle: the next stamp is now or later
-        monkeypatch.setattr(_group_commit, "_datasync", slow_sync)
+        held.hold()
         appender = threading.Thread(target=log.append, args=([b"pending"],))
         appender.start()
-        assert written.wait(10)
+        assert held.written.wait(10)
         clock.now_ms = T0 + 900
         assert log.low_watermark_ms() == T0 + 500  # stamped, not readable yet
-        release.set()
+        held.release.set()
         appender.join()
         assert log.low_watermark_ms() == T0 + 900
         clock.now_ms = T0  # the wall clock steps back: stamps hold at the last one

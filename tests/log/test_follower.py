@@ -30,8 +30,8 @@ from hotshelf.errors import (
     NotFoundError,
     OffsetOutOfRangeError,
 )
-from hotshelf.log import EventLog, FileLog, LogFollower, LogRecord, _group_commit, open_reader
-from tests.log.test_file_log import Clock, fill_hours
+from hotshelf.log import EventLog, FileLog, LogFollower, LogRecord, open_reader
+from tests.log.test_file_log import Clock, HeldSync, fill_hours
 
 SMALL = LogConfig(segment_max_bytes=600, segment_roll="size", index_interval_bytes=128)
 
@@ -51,20 +51,13 @@ def read_all(log: EventLog, offset: int | None = None, chunk: int = 1000) -> lis
 def test_a_follower_sees_only_what_the_writer_made_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written, release = threading.Event(), threading.Event()
-    real = _group_commit._datasync
-
-    def slow_sync(fd: int) -> None:
-        written.set()
-        assert release.wait(10)
-        real(fd)
-
+    held = HeldSync(monkeypatch)
     with FileLog(tmp_path, LogConfig()) as writer, LogFollower(tmp_path, LogConfig()) as follower:
         writer.append([b"first"])
-        monkeypatch.setattr(_group_commit, "_datasync", slow_sync)
+        held.hold()
         appender = threading.Thread(target=writer.append, args=([b"pending"] * 3,))
         appender.start()
-        assert written.wait(10)
+        assert held.written.wait(10)
         (segment,) = tmp_path.glob("*/*/*.log")
         assert segment.stat().st_size > 20  # the group is in the file, not yet synced
         assert follower.end_offset == 1
@@ -72,7 +65,7 @@ def test_a_follower_sees_only_what_the_writer_made_durable(
         consumer = follower.consumer("watcher")
         assert [r.value for r in consumer.poll()] == [b"first"]
         assert consumer.poll(timeout_s=0.05) == []
-        release.set()
+        held.release.set()
         appender.join()
         assert [r.value for r in consumer.poll(timeout_s=5)] == [b"pending"] * 3
         assert follower.verify().ok

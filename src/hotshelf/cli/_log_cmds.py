@@ -69,9 +69,11 @@ FOLLOW_POLL_S = 0.05
 def _records(
     log: EventLog, start: int, stop: int | None, batch: int = 2000, *, follow: bool = False
 ) -> Iterator[LogRecord]:
-    """Records from ``start`` to ``stop`` (or the end); with ``follow``, records as
-    they arrive, until ``stop`` (or forever)."""
+    """Records from ``start`` to ``stop`` (or the end the log has now); with ``follow``,
+    records as they arrive, until ``stop`` (or forever)."""
     offset = max(start, log.start_offset)
+    if not follow:  # what arrives meanwhile is not asked for
+        stop = log.end_offset if stop is None else min(stop, log.end_offset)
     while stop is None or offset < stop:
         end = log.end_offset if stop is None else min(stop, log.end_offset)
         if offset >= end:

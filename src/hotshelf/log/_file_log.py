@@ -77,9 +77,10 @@ def read_across(
     views: Sequence[SegmentView], offset: int, end: int, max_records: int
 ) -> list[LogRecord]:
     """Up to ``max_records`` records from ``offset`` (below ``end``) across ``views``,
-    oldest first; what precedes damage is handed out before the damage is raised."""
+    which start with the segment holding ``offset``; what precedes damage is handed out
+    before the damage is raised."""
     out: list[LogRecord] = []
-    i = bisect_right(views, offset, key=_view_base) - 1
+    i = 0
     while i < len(views) and offset < end and len(out) < max_records:
         segment, size, upper = views[i]
         if offset < upper:
@@ -96,10 +97,6 @@ def read_across(
                 break
         i += 1
     return out
-
-
-def _view_base(view: SegmentView) -> int:
-    return view.segment.base_offset
 
 
 def _wall_clock_ms() -> int:
@@ -148,11 +145,7 @@ class FileLog(EventLog):
         self._lock_fd = lock_directory(self.directory, "the log")
         try:
             segments, self.recovery = self._recover()
-        except BaseException:
-            os.close(self._lock_fd)
-            raise
-        self._state = LogState(segments)
-        try:
+            self._state = LogState(segments)
             self._state.tail = TailWriter(self.directory)
             self._state.publish_tail()
         except BaseException:

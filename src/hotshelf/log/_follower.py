@@ -110,6 +110,9 @@ class LogFollower(EventLog):
             first = 0
             while first + 1 < len(segments) and segments[first + 1].base_offset <= tail.start:
                 first += 1
+            for dropped in segments[:first]:
+                self._final_sizes.pop(dropped.base_offset, None)
+                self._indexed_at.pop(dropped.base_offset, None)
             self._segments = segments = segments[first:]
             views: list[SegmentView] = []
             at = tail.start if offset is None else offset
