@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_recommend [--only load,cache,ingest,evaluate] [--events 200000]
         [--items 2000] [--rates 250,500,750,1000,1500]
-        [--route-rates 250,1000] [--duration 10] [--out FILE]
+        [--route-rates 250,1000] [--duration 10] [--replicas 0,1] [--out FILE]
 
 Set-up: a simulated store (``hotshelf simulate``: catalog, shoppers, bots) goes into a
 data directory through the CLI (``items load``, ``ingest`` into the batch lane), a
@@ -23,7 +23,11 @@ generation). A request still unanswered 30 s after the last one was due counts a
 at the highest route rate is the floor of the HTTP stack, side by side. Every row starts
 once the server is idle again (``_settled``): a saturated row's backlog is not charged
 to the next. The target (p99 under 5 ms at 1,000/s) counts as met only when both rows
-of mixed requests at 1,000/s (per route, and in the rate series) meet it.
+of mixed requests at 1,000/s (per route, and in the rate series) meet it. The load
+section runs once per ``--replicas`` value (``recommend.replicas``: processes that
+answer ``/v1/recommend`` beside the server's own; rows start once all are ready), one
+server after the other, and ``load_vs_no_replicas`` gives each mixed row's p99 and
+server CPU with replicas over the same row without.
 
 ``cache``: every mix again at the lowest route rate (one the server sustains) with the
 precomputed lists off (``recommend.precompute_memory_mb=0``): every list computed per
@@ -194,15 +198,30 @@ def _measured(server: Any, port: int, requests: list[bytes], rate: float, durati
     return found
 
 
+def _wait_for_replicas(port: int, replicas: int, timeout_s: float = 600.0) -> float:
+    """Seconds until ``/readyz`` reports every replica ready."""
+    started = time.monotonic()
+    while replicas:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            if json.loads(r.read()).get("recommend_replicas_ready") == replicas:
+                break
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"{replicas} replicas were not ready in {timeout_s} s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
 def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Namespace,
-                 sets: list[str]) -> dict[str, Any]:  # fmt: skip
+                 sets: list[str], replicas: int = 0) -> dict[str, Any]:  # fmt: skip
     """Each mix at ``args.route_rates``, the mixed one at ``args.rates``, and the HTTP
-    floor (``GET /healthz``) at the highest rate, against one server."""
+    floor (``GET /healthz``) at the highest rate, against one server (with ``replicas``)."""
     port = free_port()
-    cmd = hotshelf_serve_command(port, str(store), ["log.fsync=false", *sets])
-    out: dict[str, Any] = {}
+    sets = ["log.fsync=false", f"recommend.replicas={replicas}", *sets]
+    cmd = hotshelf_serve_command(port, str(store), sets)
+    out: dict[str, Any] = {"replicas": replicas}
     with running_server(cmd, port, timeout_s=600) as server:
         out["ready_after_s"] = round(server.ready_after_s, 2)
+        out["replicas_ready_after_s"] = round(_wait_for_replicas(port, replicas), 2)
         time.sleep(SETTLE_S)  # start-up work (log replay for attribution, precompute) ends
         _measured(server, port, bodies["mixed"][:300], 100, 3)  # warm-up
         top = max(args.route_rates)
@@ -267,6 +286,26 @@ def ingest_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.N
     return out
 
 
+def _vs_no_replicas(loads: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each mixed row's p99 and server CPU with replicas over the same row without."""
+    base = loads.get("0")
+    if base is None:
+        return {}
+
+    def rows(load: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        found = {f"per_route_{rate}": mixes["mixed"] for rate, mixes in load["per_route"].items()}
+        found |= {f"rate_{int(r['target_rate'])}": r for r in load.get("mixed_by_rate", [])}
+        return found
+
+    before = rows(base)
+    return {
+        n: {name: {q: round(row[q] / max(before[name][q], 1e-9), 2)
+                   for q in ("p99_ms", "server_cpu_s")}
+            for name, row in rows(load).items() if name in before}
+        for n, load in loads.items() if n != "0"
+    }  # fmt: skip
+
+
 def evaluate_section() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evaluate.json"
@@ -284,14 +323,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bodies = request_bodies(events_file)
             store = data_dir / "store"
             if "load" in args.only:
-                out["load"] = load_section(store, bodies, args, [])
+                out["load"] = {str(n): load_section(store, bodies, args, [], n)
+                               for n in args.replicas}  # fmt: skip
+                out["load_vs_no_replicas"] = _vs_no_replicas(out["load"])
             if "cache" in args.only:
                 rate = min(args.route_rates)
                 quick = argparse.Namespace(**{**vars(args), "rates": [], "route_rates": [rate]})
                 cold = load_section(store, bodies, quick, ["recommend.precompute_memory_mb=0"])
                 out["cache_off"] = cold
-                if "load" in out:  # the same mixes at the same rate, lists kept vs not
-                    warm = out["load"]["per_route"][str(int(rate))]
+                if "load" in out and "0" in out["load"]:  # the same rows, lists kept vs not
+                    warm = out["load"]["0"]["per_route"][str(int(rate))]
                     out["cache_off_vs_on"] = {
                         mix: {q: round(cold["per_route"][str(int(rate))][mix][q]
                                        / max(warm[mix][q], 1e-9), 2)
@@ -317,6 +358,8 @@ def main() -> None:
     parser.add_argument("--route-rates", type=lambda s: [float(x) for x in s.split(",") if x],
                         default=[250.0, 1000.0])  # fmt: skip
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--replicas", type=lambda s: [int(x) for x in s.split(",") if x],
+                        default=[0, 1])  # fmt: skip
     parser.add_argument("--out", type=Path)
     run_and_report(run, parser.parse_args())
 

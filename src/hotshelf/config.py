@@ -371,6 +371,11 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # longer ago (0: rebuilt on the request that finds it stale)
     segment_refresh_s: float = 2.0
     max_filter_categories: int = 32
+    # Processes that answer /v1/recommend beside the server's own, each following the
+    # server's logs, embeddings and saved model (0: the server answers every request)
+    replicas: int = 0
+    # requests one replica may have in flight before the server answers the next itself
+    replica_max_in_flight: int = 8
     cf: CollaborativeConfig = msgspec.field(default_factory=CollaborativeConfig)
     experiments: ExperimentsConfig = msgspec.field(default_factory=ExperimentsConfig)
 
@@ -387,6 +392,8 @@ class RecommendConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("recommend.trending_weight and history_weight must be >= 0")
         if not 0 <= self.diversity <= 1 or not 0 <= self.co_engagement_weight <= 1:
             raise ValueError("recommend.diversity and co_engagement_weight lie in [0, 1]")
+        if self.replicas < 0 or self.replica_max_in_flight < 1:
+            raise ValueError("recommend.replicas must be >= 0, replica_max_in_flight >= 1")
         for name in ("exclude_bought_s", "precompute_memory_mb", "segment_refresh_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"recommend.{name} must be >= 0")

@@ -6,6 +6,10 @@ known buyer collaborative ones, a browsing shopper items like what they viewed, 
 known buyer who is browsing gets both. Filters and exclusions hold for random contexts;
 a fresh purchase is gone from the very next list; a click is attributed to the right
 impression and variant; every bad input gets a clear 4xx.
+
+Every test runs twice: against a server that answers itself, and against one whose
+recommend replica (``recommend.replicas=1``, another process following its logs)
+answers, where the server answers only what the replica cannot.
 """
 
 from __future__ import annotations
@@ -78,10 +82,12 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 30.0) -> Any:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+@pytest.fixture(scope="module", params=[0, 1], ids=["in-server", "replica"])
+def api(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Api]:
+    replicas: int = request.param
     config = make_config(
         tmp_path_factory.mktemp("recommend"), "recommend.serve=true", "embeddings.serve=true",
+        f"recommend.replicas={replicas}",
         "embeddings.threads=1", "embeddings.refresh_s=0.05", "recommend.cf.retrain_s=0.3",
         "recommend.cf.factors=8", "recommend.cf.iterations=5", "recommend.cf.regularization=0.1",
         "recommend.max_k=30",
@@ -106,9 +112,30 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             )  # fmt: skip
 
         wait_for(ready, 90)
+        if replicas:
+            wait_for(lambda: replica_answers(server, cookie_id="c0", user_id="u0"), 90)
         yield server
     finally:
         server.close()
+
+
+def answered_by(api: Api) -> dict[str, float]:
+    """``hotshelf_recommend_answered`` by who answered."""
+    found = {}
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith("hotshelf_recommend_answered_total{"):
+            found[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def replica_answers(api: Api, **context: Any) -> bool:
+    """Whether the replica is up and answered this request with a personal list."""
+    pool = api.app.service.replicas
+    if pool is None or not pool.ready:
+        return False
+    before = answered_by(api).get("replica", 0)
+    answer = recommend(api, **context)
+    return answered_by(api)["replica"] > before and "personal" in answer["routes"]
 
 
 def recommend(api: Api, **context: Any) -> dict[str, Any]:
@@ -279,6 +306,8 @@ def test_a_surge_reaches_its_segments_generic_picks_within_the_refresh_time(api:
 
 
 def test_seeds_not_kept_are_looked_up_together(api: Api) -> None:
+    if api.app.service.replicas is not None:
+        pytest.skip("the server's own recommender's internals: the replica answers here")
     runner = api.app.service.recommend_runner
     assert runner is not None
     embeddings = runner.recommender.embeddings
@@ -300,6 +329,8 @@ def test_seeds_not_kept_are_looked_up_together(api: Api) -> None:
 
 
 def test_the_most_popular_items_neighbours_are_precomputed(api: Api) -> None:
+    if api.app.service.replicas is not None:
+        pytest.skip("the server's own recommender's internals: the replica answers here")
     runner = api.app.service.recommend_runner
     assert runner is not None
     recommender = runner.recommender

@@ -6,6 +6,7 @@ front of a remote ``EmbeddingTier`` (``MmapTier`` embedded, or ``RedisTier``), a
 issues the same remote read for every request whatever its local hit ratio.
 ``EmbeddingJob`` encodes what changed in the catalog log into the store and a
 ``VectorIndex`` (exact, or hnswlib's HNSW); ``EmbeddingService`` ties them to an encoder.
+``EmbeddingReplica`` follows them read-only from another process (a recommend replica).
 ``ImageFusion`` joins product photos' embeddings to the text ones, when configured.
 """
 
@@ -15,6 +16,7 @@ from hotshelf.embeddings._job import EmbeddingJob, JobReport
 from hotshelf.embeddings._local_tier import LocalTier
 from hotshelf.embeddings._mmap_tier import MmapTier
 from hotshelf.embeddings._redis_tier import RedisTier
+from hotshelf.embeddings._replica import EmbeddingReplica
 from hotshelf.embeddings._service import EmbeddingService, RankedScore, open_store
 from hotshelf.embeddings._store import Fetch, TwoTierStore
 from hotshelf.embeddings._text import item_text, text_fingerprint
@@ -22,6 +24,7 @@ from hotshelf.embeddings._tier import EmbeddingTier, FoundMask, Vectors
 
 __all__ = [
     "EmbeddingJob",
+    "EmbeddingReplica",
     "EmbeddingService",
     "EmbeddingTier",
     "ExactIndex",

@@ -21,6 +21,12 @@ on open, and the vector it would have pointed to was written to a free row.
 The journal is rewritten compactly (temp file, fsync, rename, directory fsync) when it
 holds more than twice as many records as there are keys (plus some slack), so its size
 stays proportional to the live keys at an amortised O(1) per write.
+
+Followers. ``read_vectors`` reads the store from another process while its writer
+runs, taking no lock and writing nothing (a recommend replica does): it replays the
+journal as it finds it, copies the rows, and checks the journal again afterwards (a
+row freed by an overwrite is reused by a later write, so the copy could have caught a
+row being rewritten for another key).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import crc32c
@@ -50,13 +56,14 @@ from hotshelf.embeddings._tier import (
 )
 from hotshelf.errors import ConfigError, UnavailableError
 
-__all__ = ["MmapTier"]
+__all__ = ["MmapTier", "read_vectors"]
 
 _logger = structlog.get_logger("hotshelf.embeddings")
 _FORMAT = 1
 _PUT, _DELETE = 1, 2
 _RECORD = struct.Struct("<IBIH")  # crc32c of the rest, op, row, key length; then the key
 _COMPACT_SLACK = 4096
+_READ_ATTEMPTS = 5
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 
@@ -69,6 +76,31 @@ def _record(op: int, row: int, key: str) -> bytes:
     raw = key.encode()
     body = _RECORD.pack(0, op, row, len(raw))[4:] + raw
     return struct.pack("<I", crc32c.crc32c(body)) + body
+
+
+def _records(data: bytes, pos: int = 0) -> Iterator[tuple[int, int, str, int]]:
+    """(op, row, key, end) of each good journal record from ``pos``, up to the first
+    torn or damaged one."""
+    while pos + _RECORD.size <= len(data):
+        crc, op, row, length = _RECORD.unpack_from(data, pos)
+        end = pos + _RECORD.size + length
+        if end > len(data) or crc32c.crc32c(data[pos + 4 : end]) != crc:
+            return
+        yield op, row, data[pos + _RECORD.size : end].decode(), end
+        pos = end
+
+
+def _replay(data: bytes) -> tuple[dict[str, int], int, int]:
+    """(key -> row, records read, end of the last good record) of a journal's bytes."""
+    index: dict[str, int] = {}
+    records = end = 0
+    for op, row, key, record_end in _records(data):
+        if op == _PUT:
+            index[key] = row
+        else:
+            index.pop(key, None)
+        records, end = records + 1, record_end
+    return index, records, end
 
 
 class MmapTier(EmbeddingTier):
@@ -91,7 +123,7 @@ class MmapTier(EmbeddingTier):
         self._lock = threading.Lock()
         try:
             self._check_meta()
-            self._index, self._records, journal_end = self._replay()
+            self._index, self._records, journal_end = self._read_journal()
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
             self._journal = os.open(self._journal_path, flags, 0o644)
             os.ftruncate(self._journal, journal_end)  # a torn tail is cut off
@@ -130,28 +162,15 @@ class MmapTier(EmbeddingTier):
             return
         write_atomically(path, msgspec.json.encode(_Meta(_FORMAT, self._dim)))
 
-    def _replay(self) -> tuple[dict[str, int], int, int]:
+    def _read_journal(self) -> tuple[dict[str, int], int, int]:
         """(key -> row, records read, end of the last good record) from the journal."""
-        index: dict[str, int] = {}
         data = self._journal_path.read_bytes() if self._journal_path.exists() else b""
-        pos = records = 0
-        while pos + _RECORD.size <= len(data):
-            crc, op, row, length = _RECORD.unpack_from(data, pos)
-            end = pos + _RECORD.size + length
-            if end > len(data) or crc32c.crc32c(data[pos + 4 : end]) != crc:
-                break
-            key = data[pos + _RECORD.size : end].decode()
-            if op == _PUT:
-                index[key] = row
-            else:
-                index.pop(key, None)
-            pos, records = end, records + 1
-        if pos < len(data):
-            dropped = len(data) - pos
+        index, records, end = _replay(data)
+        if end < len(data):
             _logger.warning(
-                "embeddings.journal_dropped", path=str(self._journal_path), bytes=dropped
+                "embeddings.journal_dropped", path=str(self._journal_path), bytes=len(data) - end
             )
-        return index, records, pos
+        return index, records, end
 
     def _open_vectors(self, min_rows: int) -> None:
         path = self.directory / "vectors.f32"
@@ -270,3 +289,84 @@ class MmapTier(EmbeddingTier):
             os.close(self._vectors_fd)
             os.close(self._journal)
             os.close(self._lock_fd)
+
+
+# -- reading from another process --------------------------------------------------
+
+
+def read_vectors(
+    directory: str | os.PathLike[str], keys: Sequence[str], *, attempts: int = _READ_ATTEMPTS
+) -> tuple[int, Vectors, FoundMask]:
+    """``(dim, vectors, found)`` of ``keys`` in the store under ``directory``, read
+    without its lock and without writing anything, while its writer may be running.
+
+    A copy that a write could have spoilt (a record appended meanwhile moved or deleted
+    one of ``keys``, or the journal was compacted) is taken again, up to ``attempts``
+    times; then ``UnavailableError``.
+    """
+    directory = Path(directory)
+    try:
+        meta = msgspec.json.decode((directory / "meta.json").read_bytes(), type=_Meta)
+    except FileNotFoundError:
+        raise UnavailableError(f"no embedding store in {directory}") from None
+    if meta.format != _FORMAT:
+        raise ConfigError(f"embedding store {directory} holds format {meta.format}, not {_FORMAT}")
+    for _ in range(attempts):
+        answer = _read_once(directory, meta.dim, keys)
+        if answer is not None:
+            return meta.dim, *answer
+    raise UnavailableError(
+        f"the embedding store in {directory} kept changing while it was read ({attempts} tries)"
+    )
+
+
+def _read_once(directory: Path, dim: int, keys: Sequence[str]) -> tuple[Vectors, FoundMask] | None:
+    """``keys``' vectors as the journal has them now, or None if a write spoilt the copy."""
+    journal = directory / "keys.journal"
+    try:
+        fd = os.open(journal, os.O_RDONLY)
+    except FileNotFoundError:  # the writer is opening the store: nothing written yet
+        return empty_result(len(keys), dim)
+    try:
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        index, _, end = _replay(data)  # a torn tail (an append in progress) is left out
+        rows = np.fromiter((index.get(key, -1) for key in keys), dtype=np.intp, count=len(keys))
+        found = rows >= 0
+        copied = _copy_rows(directory / "vectors.f32", rows[found], dim)
+        if copied is None or _moved(fd, journal, end, {k for k in keys if k in index}):
+            return None
+    finally:
+        os.close(fd)
+    vectors, _ = empty_result(len(keys), dim)
+    vectors[found] = copied
+    return vectors, found
+
+
+def _copy_rows(path: Path, rows: npt.NDArray[np.intp], dim: int) -> Vectors | None:
+    """A copy of ``rows`` of the matrix in ``path``; None if one lies past its end."""
+    if not len(rows):
+        return np.empty((0, dim), dtype=np.float32)
+    with open(path, "rb") as f:
+        count = os.fstat(f.fileno()).st_size // (dim * 4)
+        if rows.max() >= count:
+            return None
+        with mmap.mmap(f.fileno(), count * dim * 4, access=mmap.ACCESS_READ) as mm:
+            matrix = np.frombuffer(mm, dtype="<f4").reshape(count, dim)
+            try:
+                return matrix[rows]  # fancy indexing copies
+            finally:
+                del matrix  # the map's only export: closing it needs it gone
+
+
+def _moved(fd: int, journal: Path, end: int, keys: set[str]) -> bool:
+    """Whether the writer may have reused a row of ``keys`` since the journal open as
+    ``fd`` was read up to ``end``: a record appended since names one of them (rows are
+    freed only after the record that frees them is written), or the journal was
+    replaced by a compaction."""
+    try:
+        if os.stat(journal).st_ino != os.fstat(fd).st_ino:
+            return True
+    except FileNotFoundError:
+        return True
+    tail = os.pread(fd, os.fstat(fd).st_size - end, end)
+    return any(key in keys for _, _, key, _ in _records(tail))

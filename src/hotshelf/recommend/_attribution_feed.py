@@ -93,6 +93,11 @@ class AttributionFeed(Closeable):
         cursors = [self._events] if self._batch is None else [self._events, self._batch]
         return sum(cursor.lag() for cursor in cursors)
 
+    @property
+    def applied(self) -> int:
+        """The events log's next offset to apply: every record below it is applied."""
+        return self._events.next
+
     def snapshot(self) -> OnlineMetrics:
         """The attribution's numbers, with how many records they do not reflect yet."""
         lag = self.lag

@@ -58,8 +58,8 @@ from hotshelf.recommend._sources import (
 )
 
 if TYPE_CHECKING:
-    from hotshelf.embeddings import EmbeddingService
     from hotshelf.recommend._collaborative import CollaborativeModel
+    from hotshelf.recommend._sources import Embeddings
     from hotshelf.stream import StateQueries
 
 __all__ = ["CatalogLike", "Recommender", "StreamLike"]
@@ -107,7 +107,7 @@ class Recommender:
         catalog: CatalogLike,
         *,
         stream: StreamLike | None,
-        embeddings: EmbeddingService | None,
+        embeddings: Embeddings | None,
         offsets: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.config = config

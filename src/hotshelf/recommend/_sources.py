@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import numpy as np
@@ -33,10 +33,11 @@ from hotshelf.recommend._blend import Candidate, fuse
 
 if TYPE_CHECKING:
     from hotshelf.config import RecommendConfig
-    from hotshelf.embeddings import EmbeddingService
+    from hotshelf.embeddings import Fetch
     from hotshelf.stream import ItemScore, StateQueries
 
 __all__ = [
+    "Embeddings",
     "NeighbourCache",
     "Weighted",
     "co_viewed",
@@ -46,6 +47,24 @@ __all__ = [
     "segments_for",
     "similar_lists",
 ]
+
+
+class Embeddings(Protocol):
+    """What the sources read of the embeddings: an ``EmbeddingService`` in the server,
+    an ``EmbeddingReplica`` in a recommend replica."""
+
+    @property
+    def store(self) -> object | None: ...  # None (falsy) until vectors can be read
+
+    @property
+    def generation(self) -> int: ...  # changes whenever the vectors do
+
+    def lookup(self, item_ids: Sequence[str], *, wait: bool = True) -> Fetch: ...
+
+    def nearest_many(
+        self, vectors: np.ndarray, k: int, *, excludes: Sequence[Collection[str]]
+    ) -> list[list[ItemScore]]: ...
+
 
 # Recency weights of the browsing seeds: the current item 1, the one before 1/2 ...
 SEED_DECAY = 0.5
@@ -113,7 +132,7 @@ def personal_lists(
 
 
 def similar_lists(
-    embeddings: EmbeddingService,
+    embeddings: Embeddings,
     seeds: Sequence[str],
     n: int,
     exclude: set[str],
@@ -137,7 +156,7 @@ def similar_lists(
 
 
 def _similar(
-    embeddings: EmbeddingService, item_ids: Sequence[str], n: int, *, wait: bool = False
+    embeddings: Embeddings, item_ids: Sequence[str], n: int, *, wait: bool = False
 ) -> dict[str, tuple[Candidate, ...]]:
     """``_nearest`` as candidates: kind "similar", each credited to the item it is near."""
     return {
@@ -147,7 +166,7 @@ def _similar(
 
 
 def _nearest(
-    embeddings: EmbeddingService, item_ids: Sequence[str], n: int, *, wait: bool = False
+    embeddings: Embeddings, item_ids: Sequence[str], n: int, *, wait: bool = False
 ) -> dict[str, list[ItemScore]]:
     """The ``n`` items nearest each of ``item_ids`` (distinct), by one store read and one
     index pass; items with no vector yet are left out, and (unless ``wait``) so are
@@ -187,7 +206,7 @@ class NeighbourCache:
         self._lock = threading.Lock()
 
     def get_many(
-        self, embeddings: EmbeddingService, item_ids: Sequence[str], n: int
+        self, embeddings: Embeddings, item_ids: Sequence[str], n: int
     ) -> dict[str, tuple[Candidate, ...]]:
         """The ``n`` nearest items of each of ``item_ids`` (distinct), as candidates
         (``_similar``): kept lists, and the rest found together and kept; items with no
@@ -207,7 +226,7 @@ class NeighbourCache:
             out.update(self._found(embeddings, missing, n, generation))
         return out
 
-    def fill(self, embeddings: EmbeddingService, item_ids: Sequence[str], n: int) -> int:
+    def fill(self, embeddings: Embeddings, item_ids: Sequence[str], n: int) -> int:
         """Find and keep the lists of ``item_ids`` not kept yet (one store read and one
         index pass for all; a background thread's work, so the read may wait on the
         store's remote tier); returns how many were made."""
@@ -227,7 +246,7 @@ class NeighbourCache:
 
     def _found(
         self,
-        embeddings: EmbeddingService,
+        embeddings: Embeddings,
         missing: list[str],
         n: int,
         generation: int,

@@ -27,6 +27,7 @@ from hotshelf.serving._http import (
     json_response,
 )
 from hotshelf.serving._openapi import openapi_document
+from hotshelf.serving._replicas import ReplicaAnswer
 from hotshelf.serving._schemas import Health
 from hotshelf.serving._service import Service
 
@@ -97,6 +98,7 @@ class HotshelfApp:
     async def startup(self) -> None:
         """Open the logs (off the event loop: recovery and the dedup rebuild read disk)."""
         await asyncio.to_thread(self.service.start)
+        self.service.start_replicas()
         # What start-up loaded (modules, the catalog, the dedup window) lives as long as
         # the process; frozen, the collector stops re-scanning it on full collections.
         gc.collect()
@@ -108,6 +110,7 @@ class HotshelfApp:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
+        await self.service.close_replicas()
         await self.service.impressions.drain()  # before the log closes
         await asyncio.to_thread(self.service.close)
 
@@ -255,6 +258,8 @@ class HotshelfApp:
     async def _post_recommend(self, request: Request) -> Response:
         body = await request.body(self.config.server.max_body_bytes)
         answer = await self.service.recommend(body, request.header(b"content-type"))
+        if isinstance(answer, ReplicaAnswer):
+            return Response(answer.status, answer.body)
         return json_response(answer)
 
     async def _get_online_metrics(self, request: Request) -> Response:

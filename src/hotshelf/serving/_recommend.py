@@ -8,6 +8,10 @@ recommender (list invalidation, purchase exclusions); a trainer thread loads the
 saved model at start and, with ``recommend.cf.retrain_s``, retrains from the log and
 swaps the new model in; a segments thread rebuilds the generic lists that requests
 found stale. Served lists are appended to the events log as impressions.
+
+A runner with ``follower=True`` (in a recommend replica, ``_replica``) trains nothing:
+its trainer thread watches the saved model's ``current`` pointer every
+``MODEL_POLL_S`` and loads each new model the server saves.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from hotshelf.monitoring import get_logger
 from hotshelf.recommend import Recommendations, RecommendRequest
 from hotshelf.recommend._attribution import Attribution
 from hotshelf.recommend._attribution_feed import AttributionFeed
+from hotshelf.recommend._cf_files import current_dir
 from hotshelf.recommend._collaborative import load_current, train_from_logs
 from hotshelf.recommend._engine import Recommender, StreamLike
 from hotshelf.recommend._online_metrics import OnlineMetrics
@@ -31,12 +36,14 @@ from hotshelf.serving._queries import decode_json
 if TYPE_CHECKING:
     from hotshelf.catalog import CatalogView
     from hotshelf.config import Config
-    from hotshelf.embeddings import EmbeddingService
+    from hotshelf.embeddings import EmbeddingReplica, EmbeddingService
     from hotshelf.log import EventLog
     from hotshelf.monitoring import Metrics
     from hotshelf.serving._stream import RemoteReader, StreamRunner
 
-__all__ = ["RecommendRunner", "decode_request"]
+__all__ = ["MODEL_POLL_S", "RecommendRunner", "decode_request"]
+
+MODEL_POLL_S = 1.0  # how often a follower looks for a newly saved model
 
 _logger = get_logger("hotshelf.recommend")
 _request_decoder = msgspec.json.Decoder(RecommendRequest)
@@ -59,8 +66,9 @@ class RecommendRunner:
         batch_log: EventLog | None,
         *,
         stream: StreamRunner | RemoteReader | None,
-        embeddings: EmbeddingService | None,
+        embeddings: EmbeddingService | EmbeddingReplica | None,
         metrics: Metrics,
+        follower: bool = False,
     ) -> None:
         from hotshelf.serving._stream import StreamRunner
 
@@ -83,7 +91,9 @@ class RecommendRunner:
             registry=metrics.registry,
             on_event=self.recommender.observe,
         )
+        self.follower = follower
         self.failure: BaseException | None = None
+        self._model_dir: str | None = None  # the saved model's directory, as loaded
         self._stop = threading.Event()
         self._trainer = threading.Thread(target=self._train, name="hotshelf-cf", daemon=True)
         self._segments = threading.Thread(
@@ -92,6 +102,7 @@ class RecommendRunner:
 
     def start(self) -> None:
         """Load the saved model (if any) now; retrain in the background when configured."""
+        self._model_dir = _current(self.config)
         model = load_current(self.config.data_path)
         self.recommender.set_model(model)
         _logger.info("recommend.model_loaded", version=model.version if model else None)
@@ -114,6 +125,9 @@ class RecommendRunner:
     def _train(self) -> None:
         """Precompute the current model's lists, then (``retrain_s``) retrain and again."""
         self._precompute()
+        if self.follower:
+            self._watch_model()
+            return
         every = self.config.recommend.cf.retrain_s
         while every > 0 and not self._stop.wait(every):
             try:
@@ -124,6 +138,24 @@ class RecommendRunner:
                 continue
             if trained:
                 self._precompute()
+
+    def _watch_model(self) -> None:
+        """Load each model the server saves (a follower's trainer thread), until ``close``."""
+        while not self._stop.wait(MODEL_POLL_S):
+            try:
+                if _current(self.config) == self._model_dir:
+                    continue
+                self._model_dir = _current(self.config)
+                model = load_current(self.config.data_path)
+            except Exception as exc:  # a model half-pruned under us: the next poll retries
+                self.failure = exc
+                self._model_dir = None
+                _logger.exception("recommend.model_load_failed")
+                continue
+            self.recommender.set_model(model)
+            self.failure = None
+            _logger.info("recommend.model_loaded", version=model.version if model else None)
+            self._precompute()
 
     def _precompute(self) -> None:
         started = time.perf_counter()
@@ -166,3 +198,8 @@ class RecommendRunner:
         for thread in (self._trainer, self._segments):
             if thread.is_alive():
                 thread.join()
+
+
+def _current(config: Config) -> str | None:
+    directory = current_dir(config.data_path)
+    return None if directory is None else directory.name

@@ -77,7 +77,9 @@ class Readiness(msgspec.Struct):
     ``stream_lag``: records per topic not yet in the stream state; ``embeddings_lag``:
     catalog records not yet embedded; ``attribution_lag``: events not yet attributed.
     All catch up in the background, so a lag does not make the service unready; nor
-    does a missing collaborative model (``recommend_model`` null: not trained yet)."""
+    does a missing collaborative model (``recommend_model`` null: not trained yet), nor
+    a recommend replica still starting (``recommend_replicas_ready`` of
+    ``recommend.replicas``: the server answers what they would meanwhile)."""
 
     ready: bool
     checks: dict[str, str]
@@ -89,6 +91,7 @@ class Readiness(msgspec.Struct):
     embeddings_lag: int | None = None
     recommend_model: str | None = None
     attribution_lag: int | None = None
+    recommend_replicas_ready: int | None = None
 
 
 class Segment(msgspec.Struct):

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         SimilarItems,
     )
     from hotshelf.serving._recommend import RecommendRunner
+    from hotshelf.serving._replicas import ReplicaAnswer, ReplicaPool
     from hotshelf.serving._stream import RemoteReader, StreamRunner
     from hotshelf.stream import StreamProcessor
 
@@ -88,6 +89,7 @@ class Service:
         self.embeddings: EmbeddingService | None = None
         self.embedding_queries: EmbeddingQueries | None = None
         self.recommend_runner: RecommendRunner | None = None
+        self.replicas: ReplicaPool | None = None
         self.impressions = ImpressionWriter(self._events_log, self.metrics.impressions_unlogged.inc)
         self._closing = False
 
@@ -182,6 +184,21 @@ class Service:
         self.recommend_runner = runner
         runner.start()
 
+    def start_replicas(self) -> None:
+        """Start ``recommend.replicas`` recommend replicas in the background (on the
+        event loop, after ``start``): requests go to them once they are ready."""
+        from hotshelf.serving._replicas import ReplicaPool
+
+        cfg = self.config
+        if cfg.recommend.serve and cfg.recommend.replicas > 0 and self.replicas is None:
+            self.replicas = ReplicaPool(cfg, self.metrics, lambda: self._catalog().offset)
+            self.replicas.start()
+
+    async def close_replicas(self) -> None:
+        """Stop the replicas (requests in flight on them are answered here)."""
+        if self.replicas is not None:
+            await self.replicas.close()
+
     def _start_embeddings(self, catalog: CatalogView, catalog_log: EventLog) -> None:
         """Load the encoder, store and index; changed items are encoded in the background."""
         from hotshelf.embeddings import EmbeddingService
@@ -237,6 +254,8 @@ class Service:
             self.metrics.events_accepted.inc(len(fresh))
             if self.recommend_runner is not None:
                 self.recommend_runner.recommender.note_purchases(fresh)
+            if self.replicas is not None:
+                self.replicas.note_appended(fresh, last + 1)
         self.metrics.events_duplicate.inc(duplicates)
         return EventsAccepted(len(fresh), duplicates, first, last)
 
@@ -337,7 +356,9 @@ class Service:
 
     # -- recommendations ----------------------------------------------------------------
 
-    async def recommend(self, body: bytes, content_type: str | None) -> Recommendations:
+    async def recommend(
+        self, body: bytes, content_type: str | None
+    ) -> Recommendations | ReplicaAnswer:
         """``POST /v1/recommend``: the list, computed on the event loop, and logged as an
         impression (in a group a few ms later, see ``ImpressionWriter``: the answer
         does not wait for the disk).
@@ -346,10 +367,21 @@ class Service:
         and the hand-off to a thread and back cost ~15% of the server's CPU at 750
         requests/s (and its wake-ups most of the tail). Nothing in it waits on I/O: the
         stream lock is held at most one 64-record chunk or one segment rebuild, and
-        embeddings are read without waiting on the store's remote tier."""
+        embeddings are read without waiting on the store's remote tier.
+
+        With ``recommend.replicas``, a replica computes it (``ReplicaPool``) and the
+        answer is the replica's, as it sent it; the server computes it here when no
+        replica is free or the one asked failed."""
         _require_json(content_type, "recommendation requests")
         runner = self._recommend_runner()
         request = decode_request(body)
+        if self.replicas is not None:
+            answer = await self.replicas.recommend(request, body)
+            if answer is not None:
+                if answer.impression is not None:
+                    self.impressions.add(answer.impression)
+                return answer
+            runner = self._recommend_runner()  # the service may have begun to close
         served = runner.recommend(request)
         self.impressions.add(encode_stored_event(impression_event(request, served)))
         return served
@@ -435,6 +467,8 @@ class Service:
         model = runner.recommender.model
         body["recommend_model"] = model.version if model is not None else None
         body["attribution_lag"] = runner.feed.lag
+        if self.replicas is not None:
+            body["recommend_replicas_ready"] = self.replicas.ready
         if runner.feed.failure is not None:
             return f"failed: {runner.feed.failure}"
         return "ok"

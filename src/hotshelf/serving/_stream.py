@@ -8,6 +8,9 @@ from its state. Queries hold the processor's lock, so each takes what it needs i
 ``reading()`` and builds its answer after; they block on that lock while a batch is
 applied, so the app runs them off the event loop.
 
+With ``write_snapshots=False`` (a recommend replica, over log followers) the
+processor restores the server's latest snapshot and follows its logs, writing nothing.
+
 ``RemoteReader`` (``stream.partitions > 1``) runs no processor: partitions run as
 ``hotshelf stream run --partition I/N`` processes and the endpoints answer from their
 snapshots in Redis, merged by ``RemoteState``.
@@ -116,13 +119,15 @@ class StreamRunner(_Queries):
         catalog_log: EventLog,
         *,
         batch_log: EventLog | None = None,
+        write_snapshots: bool = True,
     ) -> None:
         self.config = config
         self.bots_enabled = config.bots.enabled
         factory = default_bot_filter_factory(config) if self.bots_enabled else None
         self.processor = StreamProcessor(
-            config, events_log, catalog_log, factory, batch_log=batch_log
-        )
+            config, events_log, catalog_log, factory, batch_log=batch_log,
+            write_snapshots=write_snapshots,
+        )  # fmt: skip
         self.source: StateSource = self.processor
         self.resumed_from = self.processor.offsets()
         self.failure: str | None = None
