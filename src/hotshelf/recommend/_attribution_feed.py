@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from hotshelf._closing import Closeable
-from hotshelf.errors import CorruptLogError, OffsetOutOfRangeError
+from hotshelf.errors import CorruptLogError, OffsetOutOfRangeError, UnavailableError
 from hotshelf.events import StoredEvent, decode_stored_event
 from hotshelf.monitoring import get_logger
 from hotshelf.recommend._online_metrics import OnlineMetrics, OnlineMetricsCollector
@@ -65,7 +65,7 @@ class AttributionFeed(Closeable):
     def __init__(
         self,
         events_log: EventLog,
-        attribution: Attribution,
+        attribution: Attribution | None,
         *,
         batch_log: EventLog | None = None,
         batch_size: int = 1000,
@@ -84,7 +84,7 @@ class AttributionFeed(Closeable):
         self._thread: threading.Thread | None = None
         self.skipped = 0  # records that did not decode as events
         self.failure: str | None = None  # the last pass's error, None once one succeeds
-        if registry is not None:
+        if registry is not None and attribution is not None:
             OnlineMetricsCollector(attribution.snapshot, lambda: self.lag).register(registry)
 
     @property
@@ -101,6 +101,8 @@ class AttributionFeed(Closeable):
     def snapshot(self) -> OnlineMetrics:
         """The attribution's numbers, with how many records they do not reflect yet."""
         lag = self.lag
+        if self.attribution is None:
+            raise UnavailableError("this feed attributes nothing (a recommend replica's)")
         return msgspec.structs.replace(self.attribution.snapshot(), lag_records=lag)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -207,4 +209,5 @@ class AttributionFeed(Closeable):
             events.append(event)
             if hook is not None:
                 hook(topic, record.offset, event)
-        self.attribution.apply_many(events)
+        if self.attribution is not None:
+            self.attribution.apply_many(events)

@@ -9,9 +9,10 @@ saved model at start and, with ``recommend.cf.retrain_s``, retrains from the log
 swaps the new model in; a segments thread rebuilds the generic lists that requests
 found stale. Served lists are appended to the events log as impressions.
 
-A runner with ``follower=True`` (in a recommend replica, ``_replica``) trains nothing:
-its trainer thread watches the saved model's ``current`` pointer every
-``MODEL_POLL_S`` and loads each new model the server saves.
+A runner with ``follower=True`` (in a recommend replica, ``_replica``) trains and
+attributes nothing (the server does both): its trainer thread watches the saved
+model's ``current`` pointer every ``MODEL_POLL_S`` and loads each new model the
+server saves.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class RecommendRunner:
         )
         self.feed = AttributionFeed(
             events_log,
-            Attribution(config.recommend.experiments),
+            None if follower else Attribution(config.recommend.experiments),
             batch_log=batch_log,
             registry=metrics.registry,
             on_event=self.recommender.observe,

@@ -74,6 +74,7 @@ STATUS_LAGGING = 0  # the answer's status when ``need`` was not applied in time
 CATCH_UP_TIMEOUT_S = 1.0
 START_CATCH_UP_TIMEOUT_S = 300.0  # how long start-up waits for the stream state
 _LEADER_CHECK_S = 1.0
+CATALOG_POLL_S = 0.05
 _POLL_S = 0.002
 _HEADER = struct.Struct(">I")
 _MAX_FRAME = 64 * 1024 * 1024
@@ -198,19 +199,20 @@ class ReplicaService:
             time.sleep(0.02)
 
     def _follow_catalog(self) -> None:
-        """Apply the catalog log as the server appends to it, until ``close``."""
+        """Apply the catalog log as the server appends to it, until ``close``; a request
+        that needs a newer catalog catches it up itself (``catch_up_to``)."""
         catalog, log = self.catalog, self.catalog_log
         assert catalog is not None
         assert log is not None
         while not self._stop.is_set():
             try:
                 catalog.catch_up()
-                wait_for_record(log, catalog.offset, 0.25)
             except Exception:  # closing, or a damaged record: logged, tried again
                 if self._stop.is_set():
                     return
                 _logger.exception("replica.catalog_failed")
                 self._stop.wait(1.0)
+            self._stop.wait(CATALOG_POLL_S)
 
     def close(self) -> None:
         self._stop.set()
@@ -363,7 +365,7 @@ async def serve(service: ReplicaService, socket_path: str, leader_pid: int | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m hotshelf.serving._replica --config FILE --socket PATH``."""
+    """A replica's process: ``--config FILE --socket PATH [--leader-pid PID]``."""
     parser = argparse.ArgumentParser(prog="hotshelf-replica", description=__doc__)
     parser.add_argument("--config", required=True, help="the server's config, as JSON")
     parser.add_argument("--socket", required=True, help="the Unix socket to answer on")
@@ -385,7 +387,3 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         service.close()
         _logger.info("replica.stopped", pid=os.getpid())
-
-
-if __name__ == "__main__":
-    main()

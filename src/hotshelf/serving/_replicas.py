@@ -62,6 +62,7 @@ ANSWER_TIMEOUT_S = 2.0  # a replica's answer later than this is given up on (and
 _MAX_REMEMBERED = 100_000
 _RESTART_FIRST_S, _RESTART_MAX_S = 1.0, 30.0
 _CONNECT_POLL_S = 0.05
+_EXPIRE_EVERY_S = 0.25
 _STOP_TIMEOUT_S = 10.0
 _Key = tuple[str, str]
 
@@ -89,6 +90,7 @@ class _Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.frames = FrameReader()
         self.pending: dict[int, asyncio.Future[list[Any]]] = {}
+        self.deadlines: collections.deque[tuple[float, int]] = collections.deque()
         self.applied = 0
         self.ready = False
         self.lost: asyncio.Event = asyncio.Event()
@@ -123,11 +125,13 @@ class _Link(asyncio.Protocol):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hotshelf.serving._replica",
+            # not ``-m``: the package imports ``_replica`` before it could run as __main__
+            sys.executable, "-c", "from hotshelf.serving._replica import main; main()",
             "--config", str(self.pool.directory / "config.json"), "--socket", self.socket_path,
             "--leader-pid", str(os.getpid()),
         )  # fmt: skip
         exited = asyncio.ensure_future(self.process.wait())
+        expiring = asyncio.ensure_future(self.expire())
         try:
             while not await self._connect():
                 if exited.done():
@@ -144,6 +148,7 @@ class _Link(asyncio.Protocol):
                 raise RuntimeError(f"replica exited with {exited.result()}")
             raise RuntimeError("replica's connection dropped")
         finally:
+            expiring.cancel()
             await self._stop_process(exited)
 
     async def _connect(self) -> bool:
@@ -178,6 +183,7 @@ class _Link(asyncio.Protocol):
             if not future.done():
                 future.set_exception(_LostError())
         self.pending.clear()
+        self.deadlines.clear()
 
     # -- the connection (asyncio.Protocol) ------------------------------------------------
 
@@ -212,13 +218,29 @@ class _Link(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             raise _LostError()
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         self.pending[rid] = future
+        self.deadlines.append((loop.time() + ANSWER_TIMEOUT_S, rid))
         transport.write(encode_frame([rid, need, catalog_need, body]))
         try:
-            return await asyncio.wait_for(future, ANSWER_TIMEOUT_S)
+            return await future
         finally:
             self.pending.pop(rid, None)
+
+    async def expire(self) -> None:
+        """Fail requests unanswered after ``ANSWER_TIMEOUT_S`` (``TimeoutError``), every
+        ``_EXPIRE_EVERY_S``: one timer for all, not one per request."""
+        loop = asyncio.get_running_loop()
+        deadlines = self.deadlines
+        while True:
+            await asyncio.sleep(_EXPIRE_EVERY_S)
+            now = loop.time()
+            while deadlines and deadlines[0][0] <= now:
+                _, rid = deadlines.popleft()
+                future = self.pending.pop(rid, None)
+                if future is not None and not future.done():
+                    future.set_exception(TimeoutError())
 
 
 class ReplicaPool:
