@@ -215,3 +215,28 @@ def test_a_killed_replica_costs_no_request_and_is_started_again(tmp_path: Path) 
         server.close()
     with pytest.raises(ProcessLookupError):  # stopped with the server
         os.kill(second, 0)
+
+
+def test_a_replica_serves_each_model_the_server_saves(tmp_path: Path) -> None:
+    server = _server(tmp_path)  # recommend.cf.retrain_s=0: no model until one is trained
+    try:
+        wait_for(lambda: _ready(server), 60)
+        known = {"cookie_id": "c2", "user_id": "u2"}
+        assert server.client.post("/v1/recommend", json=known).json()["model_version"] is None
+        runner = server.app.service.recommend_runner
+        assert runner is not None
+        assert runner.retrain()  # trained and saved by the server
+        model = runner.recommender.model
+        assert model is not None
+
+        def served() -> dict[str, Any] | None:
+            answer: dict[str, Any] = server.client.post("/v1/recommend", json=known).json()
+            return answer if answer["model_version"] == model.version else None
+
+        before = answered_by(server)["replica"]
+        answer = wait_for(served, 30)
+        assert "personal" in answer["routes"]
+        assert answered_by(server)["replica"] > before
+        assert answered_by(server)["fallback"] == 0
+    finally:
+        server.close()
