@@ -35,10 +35,11 @@ if TYPE_CHECKING:
     from hotshelf.embeddings._index import VectorIndex
     from hotshelf.log import EventLog
 
-__all__ = ["EmbeddingJob", "JobReport", "Progress"]
+__all__ = ["MANIFEST_NAME", "EmbeddingJob", "JobReport", "Progress"]
 
 _logger = get_logger("hotshelf.embeddings")
 MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.msgpack"  # in the job's directory
 # vectors read back per request when the index is rebuilt at start-up
 _LOAD_CHUNK = 1000
 
@@ -110,7 +111,7 @@ class EmbeddingJob:
         self.chunk = chunk
         self.description_chars = description_chars
         directory.mkdir(parents=True, exist_ok=True)
-        self._path = directory / "manifest.msgpack"
+        self._path = directory / MANIFEST_NAME
         self.manifest = self._read_manifest()
 
     @property

@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from hotshelf.embeddings._index import VectorIndex, open_index
-from hotshelf.embeddings._job import _LOAD_CHUNK, MANIFEST_VERSION, Manifest
+from hotshelf.embeddings._job import _LOAD_CHUNK, MANIFEST_NAME, MANIFEST_VERSION, Manifest
 from hotshelf.embeddings._mmap_tier import read_vectors
 from hotshelf.embeddings._store import Fetch
 from hotshelf.embeddings._tier import FoundMask, Vectors, empty_result
@@ -122,7 +122,7 @@ class EmbeddingReplica:
         return loaded
 
     def _refresh(self) -> bool:
-        path = self._directory / "manifest.msgpack"
+        path = self._directory / MANIFEST_NAME
         try:
             with path.open("rb") as f:
                 stamp = _stamp(os.fstat(f.fileno()))

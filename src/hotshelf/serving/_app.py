@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import time
-from typing import Any
 
 from hotshelf.config import Config
 from hotshelf.errors import HotshelfError
@@ -24,6 +23,8 @@ from hotshelf.serving._http import (
     Router,
     Scope,
     Send,
+    error_json,
+    error_response,
     json_response,
 )
 from hotshelf.serving._openapi import openapi_document
@@ -43,14 +44,6 @@ _UNMATCHED = "<unmatched>"  # route label for unknown paths: keeps metric cardin
 def create_app(config: Config) -> HotshelfApp:
     """The ASGI app for ``config``; the logs open on lifespan startup."""
     return HotshelfApp(config)
-
-
-def error_response(exc: HotshelfError) -> Response:
-    return json_response(exc.to_dict(), exc.status)
-
-
-def _error(status: int, code: str, message: str, **extra: Any) -> Response:
-    return json_response({"error": code, "message": message, **extra}, status)
 
 
 class HotshelfApp:
@@ -170,12 +163,12 @@ class HotshelfApp:
     async def _dispatch(self, request: Request) -> tuple[Response, str]:
         match = self.router.match(request.path)
         if match is None:
-            return _error(404, "not_found", f"no route for {request.path}"), _UNMATCHED
+            return error_json(404, "not_found", f"no route for {request.path}"), _UNMATCHED
         route, methods, params = match
         handler = methods.get(request.method)
         if handler is None:
             allow = ", ".join(sorted(methods))
-            response = _error(
+            response = error_json(
                 405,
                 "method_not_allowed",
                 f"{request.method} is not allowed on {route}; use {allow}",
@@ -191,7 +184,7 @@ class HotshelfApp:
             return error_response(exc), route
         except Exception:
             _logger.exception("request.failed", method=request.method, path=request.path)
-            return _error(500, "internal_error", "internal error"), route
+            return error_json(500, "internal_error", "internal error"), route
 
     # -- handlers -----------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from hotshelf.errors import PayloadTooLargeError
+from hotshelf.errors import HotshelfError, PayloadTooLargeError
 
 __all__ = [
     "ClientDisconnectError",
@@ -149,6 +149,16 @@ class Response:
 
 def json_response(value: Any, status: int = 200) -> Response:
     return Response(status, _encoder.encode(value))
+
+
+def error_response(exc: HotshelfError) -> Response:
+    """``exc``'s status, with ``to_dict()`` as the JSON body."""
+    return json_response(exc.to_dict(), exc.status)
+
+
+def error_json(status: int, code: str, message: str, **extra: Any) -> Response:
+    """An error answer that is no ``HotshelfError`` (unknown route, a bare 500)."""
+    return json_response({"error": code, "message": message, **extra}, status)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

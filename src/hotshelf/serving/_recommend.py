@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from hotshelf.errors import ValidationError
+from hotshelf.events import encode_stored_event
 from hotshelf.monitoring import get_logger
-from hotshelf.recommend import Recommendations, RecommendRequest
+from hotshelf.recommend import Recommendations, RecommendRequest, impression_event
 from hotshelf.recommend._attribution import Attribution
 from hotshelf.recommend._attribution_feed import AttributionFeed
 from hotshelf.recommend._cf_files import current_dir
@@ -188,6 +189,11 @@ class RecommendRunner:
     def recommend(self, request: RecommendRequest) -> Recommendations:
         """One request's list (blocking: it reads the stream state under its lock)."""
         return self.recommender.recommend(request, time.time_ns() // 1_000_000)
+
+    def serve(self, request: RecommendRequest) -> tuple[Recommendations, bytes]:
+        """``recommend``, and the encoded impression event that logs the list."""
+        served = self.recommend(request)
+        return served, encode_stored_event(impression_event(request, served))
 
     def online_metrics(self) -> OnlineMetrics:
         """Impressions, clicks and purchases per variant and route, as attributed so far."""

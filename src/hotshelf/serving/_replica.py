@@ -47,10 +47,8 @@ import msgspec
 
 from hotshelf.config import Config
 from hotshelf.errors import HotshelfError, UnavailableError
-from hotshelf.events import encode_stored_event
 from hotshelf.monitoring import Metrics, configure_logging, get_logger
-from hotshelf.recommend import impression_event
-from hotshelf.serving._http import json_response
+from hotshelf.serving._http import error_json, error_response, json_response
 from hotshelf.serving._recommend import decode_request
 
 if TYPE_CHECKING:
@@ -136,7 +134,7 @@ class ReplicaService:
         from hotshelf.catalog import CatalogView
         from hotshelf.log import open_log
         from hotshelf.serving._recommend import RecommendRunner
-        from hotshelf.serving._stream import RemoteReader, StreamRunner
+        from hotshelf.serving._stream import open_stream
 
         cfg = self.config
         started = time.perf_counter()
@@ -152,15 +150,9 @@ class ReplicaService:
                 self.embeddings.start()
             if cfg.stream.serve:
                 self.batch_log = open_log(cfg, "events.batch", follow=True)
-                if cfg.stream.partitions > 1:
-                    logs = {"events": self.events_log, "catalog": self.catalog_log,
-                            "events.batch": self.batch_log}  # fmt: skip
-                    self.stream = RemoteReader(cfg, logs)
-                else:
-                    self.stream = StreamRunner(
-                        cfg, self.events_log, self.catalog_log, batch_log=self.batch_log,
-                        write_snapshots=False,
-                    )  # fmt: skip
+                self.stream = open_stream(
+                    cfg, self.events_log, self.catalog_log, self.batch_log, write_snapshots=False
+                )
                 self.stream.start()
             runner = RecommendRunner(
                 cfg, self.catalog, self.events_log, self.batch_log, stream=self.stream,
@@ -178,17 +170,18 @@ class ReplicaService:
                      seconds=round(time.perf_counter() - started, 3))  # fmt: skip
 
     def _wait_for_stream(self) -> None:
-        """Until the stream state reflects the logs as they were on entry."""
+        """Until the stream state reflects the logs as they were on entry (a processor's;
+        the partitions' snapshots are as fresh as they are)."""
+        from hotshelf.serving._stream import StreamRunner
+
         stream = self.stream
-        if stream is None:
+        if not isinstance(stream, StreamRunner):
             return
         deadline = time.monotonic() + START_CATCH_UP_TIMEOUT_S
         logs = {"events": self.events_log, "catalog": self.catalog_log,
                 "events.batch": self.batch_log}  # fmt: skip
         wanted = {topic: log.end_offset for topic, log in logs.items() if log is not None}
-        from hotshelf.serving._stream import StreamRunner
-
-        while isinstance(stream, StreamRunner):
+        while True:
             if stream.failure is not None:
                 raise UnavailableError(f"the replica's stream processor failed: {stream.failure}")
             offsets = stream.processor.offsets()
@@ -211,7 +204,6 @@ class ReplicaService:
                 if self._stop.is_set():
                     return
                 _logger.exception("replica.catalog_failed")
-                self._stop.wait(1.0)
             self._stop.wait(CATALOG_POLL_S)
 
     def close(self) -> None:
@@ -269,14 +261,13 @@ class ReplicaService:
         try:
             if runner is None:
                 raise UnavailableError("the replica is starting or stopping")
-            request = decode_request(body)
-            served = runner.recommend(request)
+            served, impression = runner.serve(decode_request(body))
         except HotshelfError as exc:
-            return exc.status, json_response(exc.to_dict()).body, None
-        except Exception:
+            error = error_response(exc)
+            return error.status, error.body, None
+        except Exception:  # answered as the server's app answers it
             _logger.exception("replica.request_failed")
-            return 500, b'{"error":"internal_error","message":"internal error"}', None
-        impression = encode_stored_event(impression_event(request, served))
+            return 500, error_json(500, "internal_error", "internal error").body, None
         return 200, json_response(served).body, impression
 
 

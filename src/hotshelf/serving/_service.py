@@ -31,7 +31,6 @@ from hotshelf.events import (
 )
 from hotshelf.log import VerifyReport
 from hotshelf.monitoring import Metrics, get_logger
-from hotshelf.recommend import impression_event
 from hotshelf.serving._impressions import ImpressionWriter
 from hotshelf.serving._queries import BotsQuery, RankQuery, RelatedQuery, decode_json, parse_query
 from hotshelf.serving._recommend import decode_request
@@ -101,7 +100,7 @@ class Service:
         ``events.batch`` that ``hotshelf ingest`` fills) from its snapshot."""
         from hotshelf.catalog import CatalogView
         from hotshelf.log import open_log
-        from hotshelf.serving._stream import RemoteReader, StreamRunner
+        from hotshelf.serving._stream import open_stream
 
         started = time.perf_counter()
         cfg, metrics = self.config, self.metrics
@@ -117,14 +116,7 @@ class Service:
                 self.batch_log = open_log(
                     cfg, "events.batch", observer=metrics.observer("events.batch")
                 )
-                if cfg.stream.partitions > 1:  # processors run apart: read their snapshots
-                    logs = {"events": self.events_log, "catalog": self.catalog_log,
-                            "events.batch": self.batch_log}  # fmt: skip
-                    self.stream = RemoteReader(cfg, logs)
-                else:
-                    self.stream = StreamRunner(
-                        cfg, self.events_log, self.catalog_log, batch_log=self.batch_log
-                    )
+                self.stream = open_stream(cfg, self.events_log, self.catalog_log, self.batch_log)
         except BaseException:
             self.close()  # release what did open (the log directories are locked)
             raise
@@ -382,8 +374,8 @@ class Service:
                     self.impressions.add(answer.impression)
                 return answer
             runner = self._recommend_runner()  # the service may have begun to close
-        served = runner.recommend(request)
-        self.impressions.add(encode_stored_event(impression_event(request, served)))
+        served, impression = runner.serve(request)
+        self.impressions.add(impression)
         return served
 
     def online_metrics(self) -> OnlineMetrics:

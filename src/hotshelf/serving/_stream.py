@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from hotshelf.config import Config
     from hotshelf.log import EventLog
 
-__all__ = ["RemoteReader", "StreamRunner"]
+__all__ = ["RemoteReader", "StreamRunner", "open_stream"]
 
 _logger = get_logger("hotshelf.stream")
 # How long close() waits for the last batch and the final snapshot.
@@ -216,3 +216,21 @@ class RemoteReader(_Queries):
             for part, topics in self.remote.lag().items()
             for topic, n in topics.items()
         }
+
+
+def open_stream(
+    config: Config,
+    events_log: EventLog,
+    catalog_log: EventLog,
+    batch_log: EventLog,
+    *,
+    write_snapshots: bool = True,
+) -> StreamRunner | RemoteReader:
+    """The stream state over these logs, not started: a processor here
+    (``stream.partitions = 1``), else the partitions' snapshots."""
+    if config.stream.partitions > 1:  # processors run apart: read their snapshots
+        logs = {"events": events_log, "catalog": catalog_log, "events.batch": batch_log}
+        return RemoteReader(config, logs)
+    return StreamRunner(
+        config, events_log, catalog_log, batch_log=batch_log, write_snapshots=write_snapshots
+    )
