@@ -18,7 +18,11 @@ items, and its current item) and ``mixed`` (a third of each). Each mix runs at e
 value too, to find saturation: p50/p99, error rate, achieved rate and the server's
 CPU and its GC pauses during the row (``server_gc_pauses``, from its
 ``hotshelf_gc_pause_seconds``: count, milliseconds and those over 10 ms per
-generation). A request still unanswered 30 s after the last one was due counts as an error
+generation), and the machine's (``machine``: the share of all cores stolen by the
+hypervisor and busy, ``benchmarks._machine``; ``speed_probe`` times a fixed piece of
+Python before the rows: a slow phase of a shared VM shows there, not in the code;
+a row starts once the whole machine is idle too, ``wait_quiet``).
+A request still unanswered 30 s after the last one was due counts as an error
 (``unfinished``), so a saturated rate shows as errors, not as a hang. ``GET /healthz``
 at the highest route rate is the floor of the HTTP stack, side by side. Every row starts
 once the server is idle again (``_settled``): a saturated row's backlog is not charged
@@ -63,6 +67,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks._cli import add_only_option, run_and_report, run_header
 from benchmarks._loadgen import PLACEHOLDER, OpenLoopSpec
+from benchmarks._machine import CpuWindow, speed_probe, wait_quiet
 from benchmarks._servers import hotshelf_serve_command, open_loop_in_process, running_server
 from benchmarks.bench_ingest import BATCH, make_bodies
 from hotshelf.testing import free_port
@@ -188,9 +193,12 @@ def _measured(server: Any, port: int, requests: list[bytes], rate: float, durati
               path: str = "/v1/recommend") -> dict[str, Any]:  # fmt: skip
     """One row from an idle server, with the server's CPU and GC pauses during it."""
     settle_s = _settled(server)
+    quiet_s = wait_quiet()  # and nothing else on the machine is busy either
     cpu, pauses = server.cpu_s(), _gc_pauses(port)
     method = "POST" if requests[0] else "GET"
+    window = CpuWindow()
     found = _run_load(port, [(method, path, body) for body in requests], rate, duration)
+    found["machine"] = {**window.shares(), "waited_for_quiet_s": quiet_s}
     found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
     after = _gc_pauses(port)
     found["server_gc_pauses"] = {k: round(after[k] - pauses[k], 1) for k in sorted(after)}
@@ -224,6 +232,7 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
         out["replicas_ready_after_s"] = round(_wait_for_replicas(port, replicas), 2)
         time.sleep(SETTLE_S)  # start-up work (log replay for attribution, precompute) ends
         _measured(server, port, bodies["mixed"][:300], 100, 3)  # warm-up
+        out["speed_probe"] = speed_probe()
         top = max(args.route_rates)
         out["healthz_floor"] = _measured(server, port, [b""], top, args.duration, "/healthz")
         out["per_route"] = {
