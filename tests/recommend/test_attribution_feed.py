@@ -209,3 +209,47 @@ def test_the_event_hook_sees_every_event_in_feed_order(
         ("events", 2, "imp2"),
         ("events.batch", 0, "click-1-hit"),
     ]
+
+
+class _Chunks(Attribution):
+    """An attribution that notes how many events each ``apply_many`` brought."""
+
+    def __init__(self) -> None:
+        super().__init__(EXPERIMENTS)
+        self.chunks: list[int] = []
+
+    def apply_many(self, events: list[StoredEvent]) -> None:
+        self.chunks.append(len(events))
+        super().apply_many(events)
+
+
+def test_the_thread_applies_a_live_log_in_small_chunks_and_a_backlog_whole(
+    events_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live (a poll's worth of impressions), the thread lets go of the GIL every
+    ``LIVE_CHUNK`` events so requests need not wait for the whole poll; a backlog
+    (a replay at start) and ``catch_up`` go in whole chunks. Either way the numbers
+    are the same."""
+    import hotshelf.recommend._attribution_feed as feed_module
+
+    monkeypatch.setattr(feed_module, "LIVE_LAG", 50)
+    events_log.append([impression(n) for n in range(120)])
+    attribution = _Chunks()
+    feed = AttributionFeed(events_log, attribution, batch_size=100)
+    assert feed._pass(paced=True) == 120  # 120 behind: a whole chunk; 20: live
+    assert attribution.chunks == [100, 8, 8, 4]
+
+    events_log.append([impression(n) for n in range(120, 140)] + [action(n) for n in range(5)])
+    attribution.chunks.clear()
+    assert feed._pass(paced=True) == 25  # 25 behind: live
+    assert attribution.chunks == [feed_module.LIVE_CHUNK] * 3 + [1]
+
+    events_log.append([impression(n) for n in range(140, 160)])
+    attribution.chunks.clear()
+    assert feed.catch_up() == 20  # not the thread's: unpaced
+    assert attribution.chunks == [20]
+
+    whole = AttributionFeed(events_log, Attribution(EXPERIMENTS))
+    whole.catch_up()
+    assert feed.snapshot() == whole.snapshot()
+    assert feed.snapshot().totals.clicks == 5

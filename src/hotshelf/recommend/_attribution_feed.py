@@ -38,6 +38,17 @@ EventHook = Callable[[str, int, StoredEvent], None]
 
 _logger = get_logger("hotshelf.recommend")
 
+# While the feed's thread is live (at most LIVE_LAG records behind), it applies
+# LIVE_CHUNK records at a time and sleeps YIELD_S between chunks. Applying an event
+# is pure Python under the GIL (~40 µs with the recommender's hook): a poll's 50 ms
+# of impressions in one go held the GIL for ~2 ms, and a request arriving meanwhile
+# waited that long for the event loop to run at all. A real sleep hands the GIL to
+# a waiting event loop at once (a ``sleep(0)`` would take it straight back). Further
+# behind (a replay at start, a burst), chunks are whole and nothing sleeps.
+LIVE_LAG = 2_000
+LIVE_CHUNK = 8
+YIELD_S = 0.0002
+
 
 class _Cursor:
     """Where the feed is in one log."""
@@ -126,7 +137,7 @@ class AttributionFeed(Closeable):
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                applied = self.catch_up()
+                applied = self._pass(paced=True)
             except Exception as exc:  # a closed or unreachable log: retry, say why once
                 reason = f"{type(exc).__name__}: {exc}"
                 if reason != self.failure:
@@ -142,23 +153,32 @@ class AttributionFeed(Closeable):
 
     def catch_up(self) -> int:
         """Apply what the logs hold now; returns how many records were read."""
+        return self._pass(paced=False)
+
+    def _pass(self, *, paced: bool) -> int:
+        """One pass over the logs; ``paced``: the thread's, live chunks apart (see
+        ``LIVE_CHUNK``)."""
         with self._lock:
             if self._batch is None:
-                return self._drain(self._events, self._events.log.end_offset)
+                return self._drain(self._events, self._events.log.end_offset, paced=paced)
             chunk = self._read(self._batch)
-            read = self._drain(self._events, self._events.log.end_offset)
+            read = self._drain(self._events, self._events.log.end_offset, paced=paced)
             self._apply(chunk, self._batch.topic)
             return read + len(chunk)
 
-    def _drain(self, cursor: _Cursor, end: int) -> int:
+    def _drain(self, cursor: _Cursor, end: int, *, paced: bool) -> int:
         """Apply ``cursor``'s log up to ``end``, a chunk at a time, until stopped."""
         read = 0
         while cursor.next < end and not self._stop.is_set():
-            records = self._read(cursor, end - cursor.next)
+            behind = end - cursor.next
+            live = paced and behind <= LIVE_LAG
+            records = self._read(cursor, min(behind, LIVE_CHUNK) if live else behind)
             if not records:
                 break
             self._apply(records, cursor.topic)
             read += len(records)
+            if live and cursor.next < end:
+                self._stop.wait(YIELD_S)
         return read
 
     def _read(self, cursor: _Cursor, limit: int | None = None) -> list[LogRecord]:
