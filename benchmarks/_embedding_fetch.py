@@ -24,8 +24,9 @@ sequence, so drift on a shared machine hits both alike; they are also measured b
 back (``*_back_to_back``: no pacing, the CPU never idles). Latencies are µs per request
 (p50, p99). ``ratio_remote_path_vs_mget`` is the remote path over the plain MGET
 (target <= 1.2); ``local_hit_p99_us`` the store's p99 at a 100% local hit ratio
-(target < 100). ``speed_probe`` (a fixed piece of Python, timed first) tells a slow
-phase of a shared VM from slow code (``benchmarks._machine``); the local phases start
+(target < 100). ``speed_probe`` (a fixed piece of Python, timed first, and again as
+``speed_ms`` right before each local phase) tells a slow phase of a shared VM from
+slow code (``benchmarks._machine``); the local phases start
 once the machine is idle (``wait_quiet``), not while another program's leftovers
 still run. JSON on stdout.
 """
@@ -115,7 +116,8 @@ def _local_tier(keys: list[str], vectors: np.ndarray, requests: list[list[str]])
     local.put_many(keys, vectors)
     _timed(local.get_many, requests[:WARM_UP])
     wait_quiet()
-    return _percentiles(_timed(local.get_many, requests))
+    speed_ms = speed_probe(repeat=3)["probe_ms_min"]
+    return {**_percentiles(_timed(local.get_many, requests)), "speed_ms": speed_ms}
 
 
 def _remote_path_vs_mget(
@@ -168,6 +170,7 @@ def _store_local_hit(
     _timed(store.get_many, requests[:WARM_UP])
     _settle(store)
     waited = wait_quiet()
+    speed_ms = speed_probe(repeat=3)["probe_ms_min"]
     before = store.stats()
     samples = _timed(store.get_many, requests)
     _settle(store)
@@ -182,6 +185,7 @@ def _store_local_hit(
         "remote_reads_per_request": round(delta["remote_reads"] / n, 3),
         "degraded_fraction": round(delta["degraded_requests"] / n, 4),
         "waited_for_quiet_s": waited,
+        "speed_ms": speed_ms,
     }
 
 

@@ -20,14 +20,16 @@ CPU and its GC pauses during the row (``server_gc_pauses``, from its
 ``hotshelf_gc_pause_seconds``: count, milliseconds and those over 10 ms per
 generation), and the machine's (``machine``: the share of all cores stolen by the
 hypervisor and busy, ``benchmarks._machine``; ``speed_probe`` times a fixed piece of
-Python before the rows: a slow phase of a shared VM shows there, not in the code).
+Python before the rows, and ``speed_ms`` before each row: a slow phase of a shared VM
+shows there, not in the code).
 A request still unanswered 30 s after the last one was due counts as an error
 (``unfinished``), so a saturated rate shows as errors, not as a hang. ``GET /healthz``
 at the highest route rate is the floor of the HTTP stack, side by side. Every row starts
 once the server is idle again, and the whole machine with it (``_settled``): a saturated
 row's backlog is not charged to the next. The target (p99 under 5 ms at 1,000/s) counts
 as met only when both rows of mixed requests at 1,000/s (per route, and in the rate
-series) meet it. The load section runs once per ``--replicas`` value
+series) meet it; ``slowdown`` says how much slower the machine was before each of them
+than before all rows (reported, never excused). The load section runs once per ``--replicas`` value
 (``recommend.replicas``: processes that answer ``/v1/recommend`` beside the server's
 own; rows start once all are ready), one server after the other, and
 ``load_vs_no_replicas`` gives each mixed row's p99 and server CPU with replicas over the
@@ -194,8 +196,11 @@ def _gc_pauses(port: int) -> dict[str, float]:
 
 def _measured(server: Any, port: int, requests: list[bytes], rate: float, duration: float,
               path: str = "/v1/recommend") -> dict[str, Any]:  # fmt: skip
-    """One row from an idle server, with the server's CPU and GC pauses during it."""
+    """One row from an idle server, with the server's CPU and GC pauses during it, and
+    how fast the machine was just before it (``speed_ms``: ``speed_probe``'s fastest of
+    three, once the machine is idle): a row run in a slow phase of a shared VM shows."""
     settle_s = _settled(server)
+    speed_ms = speed_probe(repeat=3)["probe_ms_min"]
     cpu, pauses = server.cpu_s(), _gc_pauses(port)
     method = "POST" if requests[0] else "GET"
     window = CpuWindow()
@@ -205,6 +210,7 @@ def _measured(server: Any, port: int, requests: list[bytes], rate: float, durati
     after = _gc_pauses(port)
     found["server_gc_pauses"] = {k: round(after[k] - pauses[k], 1) for k in sorted(after)}
     found["settled_s"] = settle_s
+    found["speed_ms"] = speed_ms
     return found
 
 
@@ -260,7 +266,11 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
             "p99_ms_at_1000": TARGET_P99_MS,
             "measured_p99_ms": [r["p99_ms"] for r in at_1000],
             "met": all(r["p99_ms"] < TARGET_P99_MS and r["error_rate"] == 0 for r in at_1000),
-        }
+            # the machine's speed before each of those rows, over its speed before all
+            # rows: well above 1, the row ran in a slow phase of the VM (still counted)
+            "slowdown": [round(r["speed_ms"] / out["speed_probe"]["probe_ms_min"], 2)
+                         for r in at_1000],
+        }  # fmt: skip
     return out
 
 
