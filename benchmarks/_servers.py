@@ -170,7 +170,9 @@ def private_redis(appendfsync: str = "everysec") -> Iterator[RedisServer | None]
 
 
 def _open_loop_process(spec: OpenLoopSpec, out: Any) -> None:
+    cpu = time.process_time()
     result = run_open_loop(spec)
+    cpu = time.process_time() - cpu
     latencies = sorted(x * 1000.0 for x in result.latencies_s)
     out.put({
         "requests": result.requests,
@@ -182,11 +184,15 @@ def _open_loop_process(spec: OpenLoopSpec, out: Any) -> None:
         "p50_ms": round(percentile(latencies, 50), 3),
         "p99_ms": round(percentile(latencies, 99), 3),
         "max_ms": round(latencies[-1], 3) if latencies else 0.0,
+        # the generator's own CPU over the run: the same work at the same rate, so a
+        # row run in a slow phase of a shared VM shows here while it lasts
+        "load_cpu_s": round(cpu, 2),
     })  # fmt: skip
 
 
 def open_loop_in_process(spec: OpenLoopSpec) -> dict[str, Any]:
-    """``run_open_loop(spec)`` in its own process (its own core): counts and percentiles."""
+    """``run_open_loop(spec)`` in its own process (its own core): counts, percentiles and
+    the generator's CPU seconds (``load_cpu_s``)."""
     queue: mp.Queue[dict[str, Any]] = mp.Queue()
     worker = mp.Process(target=_open_loop_process, args=(spec, queue))
     worker.start()

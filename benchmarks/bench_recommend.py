@@ -29,7 +29,10 @@ once the server is idle again, and the whole machine with it (``_settled``): a s
 row's backlog is not charged to the next. The target (p99 under 5 ms at 1,000/s) counts
 as met only when both rows of mixed requests at 1,000/s (per route, and in the rate
 series) meet it; ``slowdown`` says how much slower the machine was before each of them
-than before all rows (reported, never excused). The load section runs once per ``--replicas`` value
+than before all rows, and ``load_cpu_vs_least`` how much more CPU the load generator
+used during each than in its cheapest row at 1,000/s (``load_cpu_s``: the same work,
+so a slow phase that begins mid-row shows there). Both are reported, never excused.
+The load section runs once per ``--replicas`` value
 (``recommend.replicas``: processes that answer ``/v1/recommend`` beside the server's
 own; rows start once all are ready), one server after the other, and
 ``load_vs_no_replicas`` gives each mixed row's p99 and server CPU with replicas over the
@@ -262,6 +265,8 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
     rows += [r for r in out.get("mixed_by_rate", []) if r["target_rate"] == 1000]
     at_1000 = [r for r in rows if r is not None]
     if at_1000:
+        same_rate = [*out["per_route"].get("1000", {}).values(), *rows[1:]]
+        least = max(0.01, min(r["load_cpu_s"] for r in same_rate))
         out["target"] = {
             "p99_ms_at_1000": TARGET_P99_MS,
             "measured_p99_ms": [r["p99_ms"] for r in at_1000],
@@ -270,6 +275,9 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
             # rows: well above 1, the row ran in a slow phase of the VM (still counted)
             "slowdown": [round(r["speed_ms"] / out["speed_probe"]["probe_ms_min"], 2)
                          for r in at_1000],
+            # and during them: the load generator's CPU over each, against its least
+            # in any row at 1,000/s (the same work; a slow phase mid-row shows here)
+            "load_cpu_vs_least": [round(r["load_cpu_s"] / least, 2) for r in at_1000],
         }  # fmt: skip
     return out
 
