@@ -18,7 +18,9 @@ items, and its current item) and ``mixed`` (a third of each). Each mix runs at e
 value too, to find saturation: p50/p99, error rate, achieved rate and the server's
 CPU and its GC pauses during the row (``server_gc_pauses``, from its
 ``hotshelf_gc_pause_seconds``: count, milliseconds and those over 10 ms per
-generation), and the machine's (``machine``: the share of all cores stolen by the
+generation), the share of visitor lists its requests found kept (``visitor_list_hits``,
+from ``hotshelf_recommend_list_cache_lookups``: a miss computes the list, a fold-in
+for a visitor the model has not seen), and the machine's (``machine``: the share of all cores stolen by the
 hypervisor and busy, ``benchmarks._machine``; ``speed_probe`` times a fixed piece of
 Python before the rows, and ``speed_ms`` before each row: a slow phase of a shared VM
 shows there, not in the code).
@@ -178,11 +180,16 @@ def _settled(server: Any) -> float:
 
 def _gc_pauses(port: int) -> dict[str, float]:
     """The server's GC pauses so far (``hotshelf_gc_pause_seconds``): per generation, the
-    count, the seconds, and how many took over 10 ms."""
+    count, the seconds, and how many took over 10 ms; and its kept-list lookups per kind
+    and outcome (``hotshelf_recommend_list_cache_lookups``, as ``lists_<kind>_<outcome>``)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     out: dict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
+        if family.name == "hotshelf_recommend_list_cache_lookups":
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    out[f"lists_{s.labels['kind']}_{s.labels['outcome']}"] += s.value
         if family.name != "hotshelf_gc_pause_seconds":
             continue
         for s in family.samples:
@@ -211,7 +218,13 @@ def _measured(server: Any, port: int, requests: list[bytes], rate: float, durati
     found["machine"] = window.shares()
     found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
     after = _gc_pauses(port)
-    found["server_gc_pauses"] = {k: round(after[k] - pauses[k], 1) for k in sorted(after)}
+    delta = {k: after[k] - pauses[k] for k in sorted(after)}
+    found["server_gc_pauses"] = {k: round(v, 1) for k, v in delta.items() if k[:3] == "gen"}
+    # the share of visitor lists the row's requests found kept (a miss computes one)
+    looked = delta.get("lists_visitor_hit", 0) + delta.get("lists_visitor_miss", 0)
+    found["visitor_list_hits"] = (
+        round(delta.get("lists_visitor_hit", 0) / looked, 3) if looked else None
+    )
     found["settled_s"] = settle_s
     found["speed_ms"] = speed_ms
     return found

@@ -338,3 +338,40 @@ def test_concurrent_use_keeps_the_books_straight() -> None:
     assert stats.bytes == stats.entries * _size(2)  # every list here has two candidates
     assert stats.bytes <= stats.budget_bytes
     assert stats.hits + stats.misses == sum(gets_per_thread)
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+def test_prometheus_series_count_lookups_per_kind_of_list() -> None:
+    from hotshelf.monitoring import Metrics
+    from hotshelf.recommend._cache import ListCacheCollector
+
+    metrics = Metrics(process=False)
+    cache = ListCache(budget_bytes=_size(2) + _size(1))
+    ListCacheCollector(cache.stats).register(metrics.registry)
+    cache.put_visitor("v1", "m1", _list("a", "b"))
+    assert cache.visitor_list("v1", "m1") is not None  # a visitor hit
+    assert cache.visitor_list("v2", "m1") is None  # a visitor miss
+    assert cache.visitor_list("v1", "m1", count=False) is not None  # precompute: not counted
+    assert _fresh(cache, "paris", None) is None  # a segment miss
+    _put(cache, "paris", None, _list("c"), built_at={}, source=("paris", None))
+    assert _fresh(cache, "paris", None) == _list("c")  # a segment hit
+    cache.invalidate_visitor("v1")
+    cache.put_visitor("v3", "m1", _list("d", "e"))
+    cache.put_visitor("v4", "m1", _list("f", "g"))  # over the budget: paris, then v3 go
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+    }
+    lookups = "hotshelf_recommend_list_cache_lookups_total"
+    for kind, hits, misses in (("visitor", 1, 1), ("segment", 1, 1)):
+        assert got[(lookups, (("kind", kind), ("outcome", "hit")))] == hits
+        assert got[(lookups, (("kind", kind), ("outcome", "miss")))] == misses
+    assert got[("hotshelf_recommend_list_cache_invalidations_total", ())] == 1
+    assert got[("hotshelf_recommend_list_cache_evictions_total", ())] == 2
+    assert got[("hotshelf_recommend_list_cache_entries", ())] == 1
+    assert got[("hotshelf_recommend_list_cache_bytes", ())] == _size(2)
+    assert got[("hotshelf_recommend_list_cache_budget_bytes", ())] == _size(2) + _size(1)
+    assert b"hotshelf_recommend_list_cache_lookups_total{" in metrics.render()

@@ -357,6 +357,33 @@ def test_the_most_popular_items_neighbours_are_precomputed(api: Api) -> None:
     assert recommender.precompute_neighbours(stop=lambda: True) == 0
 
 
+def list_cache_lookups(api: Api) -> dict[tuple[str, str], float]:
+    """``hotshelf_recommend_list_cache_lookups`` by (kind, outcome)."""
+    found = {}
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith("hotshelf_recommend_list_cache_lookups_total{"):
+            labels = dict(
+                part.split("=") for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
+            key = (labels["kind"].strip('"'), labels["outcome"].strip('"'))
+            found[key] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_kept_list_lookups_are_in_prometheus(api: Api) -> None:
+    before = list_cache_lookups(api)
+    assert set(before) == {(k, o) for k in ("visitor", "segment") for o in ("hit", "miss")}
+    recommend(api, cookie_id="cache-c9", user_id="u9", k=5)
+    recommend(api, cookie_id="cache-c9", user_id="u9", k=5)
+    if api.app.service.replicas is not None:
+        return  # a replica may have answered, from its own lists
+    after = list_cache_lookups(api)
+    visitors = sum(after[("visitor", o)] - before[("visitor", o)] for o in ("hit", "miss"))
+    assert visitors == 2
+    assert after[("visitor", "hit")] > before[("visitor", "hit")]  # the second found the first's
+    assert sum(after[("segment", o)] - before[("segment", o)] for o in ("hit", "miss")) == 2
+
+
 # -- experiments and attribution --------------------------------------------------------
 
 

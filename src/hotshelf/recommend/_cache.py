@@ -29,13 +29,21 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from hotshelf.monitoring import get_logger
 from hotshelf.recommend._blend import Candidate
 
-__all__ = ["CacheStats", "KeptSegment", "ListCache"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["CacheStats", "KeptSegment", "ListCache", "ListCacheCollector"]
+
+_logger = get_logger("hotshelf.recommend")
 
 # Bytes per cached entry and per candidate in it (ids ~40 B, the struct, the key).
 ENTRY_OVERHEAD = 400
@@ -43,7 +51,8 @@ CANDIDATE_BYTES = 120
 
 
 class CacheStats(msgspec.Struct):
-    """Counters of one cache."""
+    """Counters of one cache: ``hits`` and ``misses`` of both kinds of list, and of
+    those the visitors' (the rest are the segments')."""
 
     entries: int
     bytes: int
@@ -52,6 +61,8 @@ class CacheStats(msgspec.Struct):
     misses: int
     invalidations: int
     evictions: int
+    visitor_hits: int = 0
+    visitor_misses: int = 0
 
 
 Segment = tuple[str | None, str | None]
@@ -84,6 +95,7 @@ class ListCache:
         self._lock = threading.Lock()
         self._bytes = 0
         self._hits = self._misses = self._invalidations = self._evictions = 0
+        self._visitor_hits = self._visitor_misses = 0
 
     @staticmethod
     def entry_bytes(candidates: int) -> int:
@@ -159,9 +171,11 @@ class ListCache:
                     self._drop(key)
                     self._invalidations += 1
                 self._misses += count
+                self._visitor_misses += count  # only visitors' lists are looked up here
                 return None
             self._entries.move_to_end(key)
             self._hits += count
+            self._visitor_hits += count
             return entry.candidates
 
     def _put(
@@ -206,4 +220,63 @@ class ListCache:
                 misses=self._misses,
                 invalidations=self._invalidations,
                 evictions=self._evictions,
+                visitor_hits=self._visitor_hits,
+                visitor_misses=self._visitor_misses,
             )
+
+
+class ListCacheCollector:
+    """``hotshelf_recommend_list_cache_*``: lookups per kind of list (``visitor``,
+    ``segment``) and outcome, invalidations, evictions, entries and bytes against the
+    budget, read from ``stats`` at scrape time."""
+
+    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+        self._stats = stats
+
+    def register(self, registry: CollectorRegistry) -> None:
+        registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        return list(_cache_families(None))
+
+    def collect(self) -> list[Metric]:
+        try:
+            return list(_cache_families(self._stats()))
+        except Exception:  # a failing source must not break the scrape
+            _logger.exception("metrics.list_cache_failed")
+            return []
+
+
+def _cache_families(stats: CacheStats | None) -> Iterator[Metric]:
+    lookups = CounterMetricFamily(
+        "hotshelf_recommend_list_cache_lookups",
+        "Kept-list lookups by requests, per kind of list and outcome (a miss computes it).",
+        labels=("kind", "outcome"),
+    )
+    invalidations = CounterMetricFamily(
+        "hotshelf_recommend_list_cache_invalidations",
+        "Kept lists dropped because an event or a new model made them stale.",
+    )
+    evictions = CounterMetricFamily(
+        "hotshelf_recommend_list_cache_evictions",
+        "Kept lists dropped to stay within the memory budget.",
+    )
+    entries = GaugeMetricFamily("hotshelf_recommend_list_cache_entries", "Lists kept now.")
+    size = GaugeMetricFamily(
+        "hotshelf_recommend_list_cache_bytes", "What the kept lists count against the budget."
+    )
+    budget = GaugeMetricFamily(
+        "hotshelf_recommend_list_cache_budget_bytes", "The kept lists' memory budget."
+    )
+    if stats is not None:
+        visitors = (stats.visitor_hits, stats.visitor_misses)
+        segments = (stats.hits - visitors[0], stats.misses - visitors[1])
+        for kind, (hits, misses) in (("visitor", visitors), ("segment", segments)):
+            lookups.add_metric((kind, "hit"), hits)
+            lookups.add_metric((kind, "miss"), misses)
+        invalidations.add_metric((), stats.invalidations)
+        evictions.add_metric((), stats.evictions)
+        entries.add_metric((), stats.entries)
+        size.add_metric((), stats.bytes)
+        budget.add_metric((), stats.budget_bytes)
+    yield from (lookups, invalidations, evictions, entries, size, budget)

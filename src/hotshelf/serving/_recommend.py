@@ -29,6 +29,7 @@ from hotshelf.monitoring import get_logger
 from hotshelf.recommend import Recommendations, RecommendRequest, impression_event
 from hotshelf.recommend._attribution import Attribution
 from hotshelf.recommend._attribution_feed import AttributionFeed
+from hotshelf.recommend._cache import ListCacheCollector
 from hotshelf.recommend._cf_files import current_dir
 from hotshelf.recommend._collaborative import load_current, train_from_logs
 from hotshelf.recommend._engine import Recommender, StreamLike
@@ -93,6 +94,7 @@ class RecommendRunner:
             registry=metrics.registry,
             on_event=self.recommender.observe,
         )
+        ListCacheCollector(self.recommender.cache.stats).register(metrics.registry)
         self.follower = follower
         self.failure: BaseException | None = None
         self._model_dir: str | None = None  # the saved model's directory, as loaded
