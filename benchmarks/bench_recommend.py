@@ -18,11 +18,12 @@ items, and its current item) and ``mixed`` (a third of each). Each mix runs at e
 value too, to find saturation: p50/p99, error rate, achieved rate and the server's
 CPU and its GC pauses during the row (``server_gc_pauses``, from its
 ``hotshelf_gc_pause_seconds``: count, milliseconds and those over 10 ms per
-generation), the share of visitor lists its requests found kept (``visitor_list_hits``,
-from ``hotshelf_recommend_list_cache_lookups``: a miss computes the list, a fold-in
-for a visitor the model has not seen), and the machine's (``machine``: the share of all cores stolen by the
-hypervisor and busy, ``benchmarks._machine``; ``speed_probe`` times a fixed piece of
-Python before the rows, and ``speed_ms`` before each row: a slow phase of a shared VM
+generation), the share of visitor lists its requests found kept
+(``visitor_list_hits``, from ``hotshelf_recommend_list_cache_lookups``: a miss computes
+the list, a fold-in for a visitor the model has not seen), and the machine's
+(``machine``: the share of all cores stolen by the hypervisor and busy,
+``benchmarks._machine``; ``speed_probe`` times a fixed piece of Python before the rows,
+and ``speed_ms`` before each row: a slow phase of a shared VM
 shows there, not in the code).
 A request still unanswered 30 s after the last one was due counts as an error
 (``unfinished``), so a saturated rate shows as errors, not as a hang. ``GET /healthz``
