@@ -133,6 +133,28 @@ def test_batch_imports_are_applied_after_the_lists_before_them(
     assert metrics.lag_records == 0
 
 
+def test_the_thread_applies_a_batch_load_in_chunks_apart_too(
+    config: Config, events_log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch lane's read (up to ``batch_size`` records) is applied ``REPLAY_CHUNK``
+    at a time with a sleep between, after the live events before it."""
+    import hotshelf.recommend._attribution_feed as feed_module
+
+    with open_log(config, "events.batch") as batch_log:
+        events_log.append([impression(1), impression(2)])
+        batch_log.append([action(n) for n in range(70)])
+        attribution = _Chunks()
+        feed = AttributionFeed(events_log, attribution, batch_log=batch_log)
+        sleeps: list[float] = []
+        monkeypatch.setattr(feed._stop, "wait", lambda timeout=None: sleeps.append(timeout))
+        assert feed._pass(paced=True) == 72
+        assert attribution.chunks == [2, 32, 32, 6]
+        assert sleeps == [feed_module.YIELD_S] * 2
+        whole = AttributionFeed(events_log, Attribution(EXPERIMENTS), batch_log=batch_log)
+        whole.catch_up()
+        assert feed.snapshot() == whole.snapshot()
+
+
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -223,31 +245,38 @@ class _Chunks(Attribution):
         super().apply_many(events)
 
 
-def test_the_thread_applies_a_live_log_in_small_chunks_and_a_backlog_whole(
+def test_the_thread_applies_the_log_in_small_chunks_apart(
     events_log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Live (a poll's worth of impressions), the thread lets go of the GIL every
-    ``LIVE_CHUNK`` events so requests need not wait for the whole poll; a backlog
-    (a replay at start) and ``catch_up`` go in whole chunks. Either way the numbers
-    are the same."""
+    """The thread lets go of the GIL every ``LIVE_CHUNK`` events while live (a poll's
+    worth of impressions) and every ``REPLAY_CHUNK`` further behind (the replay at
+    start), so requests need not wait for a whole poll or a 1,000-record read; only
+    ``catch_up`` goes in whole chunks. Either way the numbers are the same."""
     import hotshelf.recommend._attribution_feed as feed_module
 
     monkeypatch.setattr(feed_module, "LIVE_LAG", 50)
     events_log.append([impression(n) for n in range(120)])
     attribution = _Chunks()
     feed = AttributionFeed(events_log, attribution, batch_size=100)
-    assert feed._pass(paced=True) == 120  # 120 behind: a whole chunk; 20: live
-    assert attribution.chunks == [100, 8, 8, 4]
+    sleeps: list[float] = []
+    monkeypatch.setattr(feed._stop, "wait", lambda timeout=None: sleeps.append(timeout))
+    assert feed._pass(paced=True) == 120  # 120, 88 and 56 behind: replay; then live
+    replay, live = feed_module.REPLAY_CHUNK, feed_module.LIVE_CHUNK
+    assert (replay, live) == (32, 8)
+    assert attribution.chunks == [32, 32, 32, 8, 8, 8]
+    assert sleeps == [feed_module.YIELD_S] * 5  # between chunks, none after the last
 
     events_log.append([impression(n) for n in range(120, 140)] + [action(n) for n in range(5)])
     attribution.chunks.clear()
     assert feed._pass(paced=True) == 25  # 25 behind: live
-    assert attribution.chunks == [feed_module.LIVE_CHUNK] * 3 + [1]
+    assert attribution.chunks == [live] * 3 + [1]
 
     events_log.append([impression(n) for n in range(140, 160)])
     attribution.chunks.clear()
+    sleeps.clear()
     assert feed.catch_up() == 20  # not the thread's: unpaced
     assert attribution.chunks == [20]
+    assert sleeps == []
 
     whole = AttributionFeed(events_log, Attribution(EXPERIMENTS))
     whole.catch_up()
