@@ -179,7 +179,7 @@ def _settled(server: Any) -> float:
     return round(time.monotonic() - started, 2)
 
 
-def _gc_pauses(port: int) -> dict[str, float]:
+def _server_counters(port: int) -> dict[str, float]:
     """The server's GC pauses so far (``hotshelf_gc_pause_seconds``): per generation, the
     count, the seconds, and how many took over 10 ms; and its kept-list lookups per kind
     and outcome (``hotshelf_recommend_list_cache_lookups``, as ``lists_<kind>_<outcome>``)."""
@@ -212,15 +212,15 @@ def _measured(server: Any, port: int, requests: list[bytes], rate: float, durati
     three, once the machine is idle): a row run in a slow phase of a shared VM shows."""
     settle_s = _settled(server)
     speed_ms = speed_probe(repeat=3)["probe_ms_min"]
-    cpu, pauses = server.cpu_s(), _gc_pauses(port)
+    cpu, before = server.cpu_s(), _server_counters(port)
     method = "POST" if requests[0] else "GET"
     window = CpuWindow()
     found = _run_load(port, [(method, path, body) for body in requests], rate, duration)
     found["machine"] = window.shares()
     found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
-    after = _gc_pauses(port)
-    delta = {k: after[k] - pauses[k] for k in sorted(after)}
-    found["server_gc_pauses"] = {k: round(v, 1) for k, v in delta.items() if k[:3] == "gen"}
+    after = _server_counters(port)
+    delta = {k: after[k] - before[k] for k in sorted(after)}
+    found["server_gc_pauses"] = {k: round(v, 1) for k, v in delta.items() if k.startswith("gen")}
     # the share of visitor lists the row's requests found kept (a miss computes one)
     looked = delta.get("lists_visitor_hit", 0) + delta.get("lists_visitor_miss", 0)
     found["visitor_list_hits"] = (
