@@ -250,8 +250,9 @@ def test_the_thread_applies_the_log_in_small_chunks_apart(
 ) -> None:
     """The thread lets go of the GIL every ``LIVE_CHUNK`` events while live (a poll's
     worth of impressions) and every ``REPLAY_CHUNK`` further behind (the replay at
-    start), so requests need not wait for a whole poll or a 1,000-record read; only
-    ``catch_up`` goes in whole chunks. Either way the numbers are the same."""
+    start), so requests need not wait for a whole poll or a 1,000-record read; it
+    reads ``PACED_READ`` records at a time. Only ``catch_up`` goes in whole chunks.
+    Either way the numbers are the same."""
     import hotshelf.recommend._attribution_feed as feed_module
 
     monkeypatch.setattr(feed_module, "LIVE_LAG", 50)
@@ -260,11 +261,15 @@ def test_the_thread_applies_the_log_in_small_chunks_apart(
     feed = AttributionFeed(events_log, attribution, batch_size=100)
     sleeps: list[float] = []
     monkeypatch.setattr(feed._stop, "wait", lambda timeout=None: sleeps.append(timeout))
+    reads: list[int] = []
+    read = events_log.read
+    monkeypatch.setattr(events_log, "read", lambda at, n: reads.append(n) or read(at, n))
     assert feed._pass(paced=True) == 120  # 120, 88 and 56 behind: replay; then live
     replay, live = feed_module.REPLAY_CHUNK, feed_module.LIVE_CHUNK
-    assert (replay, live) == (32, 8)
+    assert (replay, live, feed_module.PACED_READ) == (32, 8, 64)
     assert attribution.chunks == [32, 32, 32, 8, 8, 8]
     assert sleeps == [feed_module.YIELD_S] * 5  # between chunks, none after the last
+    assert reads == [64, 64]  # the second brought the last 56
 
     events_log.append([impression(n) for n in range(120, 140)] + [action(n) for n in range(5)])
     attribution.chunks.clear()

@@ -47,9 +47,13 @@ _logger = get_logger("hotshelf.recommend")
 # replay in whole 1,000-record chunks put the p99 of requests served meanwhile at
 # 30-60 ms. A real sleep hands the GIL to a waiting event loop at once (a ``sleep(0)``
 # would take it straight back). ``catch_up`` (no requests to share with) is unpaced.
+# The thread reads PACED_READ records at a time and applies them in those chunks: a
+# read has a cost of its own (a lock, a file read, a frame's checks), ~10 µs a record
+# in reads of 8 against ~2.5 in reads of 64, and a read of 64 holds the GIL ~0.2 ms.
 LIVE_LAG = 2_000
 LIVE_CHUNK = 8
 REPLAY_CHUNK = 32
+PACED_READ = 64
 YIELD_S = 0.0002
 
 
@@ -176,18 +180,25 @@ class AttributionFeed(Closeable):
             return read + len(chunk)
 
     def _drain(self, cursor: _Cursor, end: int, *, paced: bool) -> int:
-        """Apply ``cursor``'s log up to ``end``, a chunk at a time, until stopped."""
+        """Apply ``cursor``'s log up to ``end``, a read at a time, until stopped; paced,
+        each read's records a chunk at a time with a sleep between chunks (none after
+        the last): a read once taken is applied whole, so a stop loses nothing."""
         read = 0
         while cursor.next < end and not self._stop.is_set():
-            behind = end - cursor.next
-            step = (LIVE_CHUNK if behind <= LIVE_LAG else REPLAY_CHUNK) if paced else behind
-            records = self._read(cursor, step)
+            records = self._read(cursor, PACED_READ if paced else end - cursor.next)
             if not records:
                 break
-            self._apply(records, cursor.topic)
+            if not paced:
+                self._apply(records, cursor.topic)
+            at = 0
+            while paced and at < len(records):
+                behind = end - records[at].offset
+                size = LIVE_CHUNK if behind <= LIVE_LAG else REPLAY_CHUNK
+                if read or at:
+                    self._stop.wait(YIELD_S)
+                self._apply(records[at : at + size], cursor.topic)
+                at += size
             read += len(records)
-            if paced and cursor.next < end:
-                self._stop.wait(YIELD_S)
         return read
 
     def _read(self, cursor: _Cursor, limit: int | None = None) -> list[LogRecord]:
