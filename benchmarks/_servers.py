@@ -33,6 +33,7 @@ __all__ = [
     "open_loop_in_process",
     "private_redis",
     "running_server",
+    "thread_cpu_s",
     "tree_cpu_s",
     "wait_ready",
 ]
@@ -61,6 +62,11 @@ class ServerProcess:
     def cpu_s(self) -> float:
         """CPU seconds the server (with its worker processes) has used so far."""
         return tree_cpu_s(self.proc.pid)
+
+    def main_thread_cpu_s(self) -> float:
+        """CPU seconds of the server's main thread alone (``hotshelf serve``'s event loop):
+        one thread can use one core at most, however many the machine has."""
+        return thread_cpu_s(self.proc.pid, self.proc.pid)
 
 
 def _pin(cpus: set[int] | None) -> Callable[[], None] | None:
@@ -100,6 +106,16 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
             pass
         time.sleep(0.05)
     raise RuntimeError("server did not become ready")
+
+
+def thread_cpu_s(pid: int, tid: int) -> float:
+    """User + system CPU seconds of thread ``tid`` of process ``pid`` (0.0 once gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_s(pid: int) -> float:

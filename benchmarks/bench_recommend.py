@@ -16,7 +16,8 @@ the stream processor, the embeddings and the recommender, in its own process.
 items, and its current item) and ``mixed`` (a third of each). Each mix runs at every
 ``--route-rates`` value (250 and 1,000 requests/s); the mixed one at every ``--rates``
 value too, to find saturation: p50/p99, error rate, achieved rate and the server's
-CPU and its GC pauses during the row (``server_gc_pauses``, from its
+CPU (``server_cpu_s``; ``server_loop_cpu_s``: its event loop's thread alone, which
+one core bounds) and its GC pauses during the row (``server_gc_pauses``, from its
 ``hotshelf_gc_pause_seconds``: count, milliseconds and those over 10 ms per
 generation), the share of visitor lists its requests found kept
 (``visitor_list_hits``, from ``hotshelf_recommend_list_cache_lookups``: a miss computes
@@ -34,7 +35,8 @@ as met only when both rows of mixed requests at 1,000/s (per route, and in the r
 series) meet it; ``slowdown`` says how much slower the machine was before each of them
 than before all rows, and ``load_cpu_vs_least`` how much more CPU the load generator
 used during each than in its cheapest row at 1,000/s (``load_cpu_s``: the same work,
-so a slow phase that begins mid-row shows there). Both are reported, never excused.
+so a slow phase that begins mid-row shows there), and ``loop_busy`` the share of one
+core the server's event loop used in each. All are reported, never excused.
 The load section runs once per ``--replicas`` value
 (``recommend.replicas``: processes that answer ``/v1/recommend`` beside the server's
 own; rows start once all are ready), one server after the other, and
@@ -212,12 +214,14 @@ def _measured(server: Any, port: int, requests: list[bytes], rate: float, durati
     three, once the machine is idle): a row run in a slow phase of a shared VM shows."""
     settle_s = _settled(server)
     speed_ms = speed_probe(repeat=3)["probe_ms_min"]
-    cpu, before = server.cpu_s(), _server_counters(port)
+    cpu, loop_cpu, before = server.cpu_s(), server.main_thread_cpu_s(), _server_counters(port)
     method = "POST" if requests[0] else "GET"
     window = CpuWindow()
     found = _run_load(port, [(method, path, body) for body in requests], rate, duration)
     found["machine"] = window.shares()
     found["server_cpu_s"] = round(server.cpu_s() - cpu, 2)
+    # the event loop's thread alone: near ``duration`` CPU-s, it had no time left over
+    found["server_loop_cpu_s"] = round(server.main_thread_cpu_s() - loop_cpu, 2)
     after = _server_counters(port)
     delta = {k: after[k] - before[k] for k in sorted(after)}
     found["server_gc_pauses"] = {k: round(v, 1) for k, v in delta.items() if k.startswith("gen")}
@@ -292,6 +296,9 @@ def load_section(store: Path, bodies: dict[str, list[bytes]], args: argparse.Nam
             # and during them: the load generator's CPU over each, against its least
             # in any row at 1,000/s (the same work; a slow phase mid-row shows here)
             "load_cpu_vs_least": [round(r["load_cpu_s"] / least, 2) for r in at_1000],
+            # the share of one core the server's event loop used in each: near 1, it
+            # was saturated and requests queued behind each other
+            "loop_busy": [round(r["server_loop_cpu_s"] / args.duration, 2) for r in at_1000],
         }  # fmt: skip
     return out
 
