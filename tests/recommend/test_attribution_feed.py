@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hotshelf.config import Config, ExperimentsConfig, LogConfig, VariantConfig
+from hotshelf.errors import CorruptLogError
 from hotshelf.events import EventType, StoredEvent, encode_stored_event
 from hotshelf.log import EventLog, open_log
 from hotshelf.monitoring import Metrics
@@ -146,10 +148,17 @@ def test_the_thread_applies_a_batch_load_in_chunks_apart_too(
         attribution = _Chunks()
         feed = AttributionFeed(events_log, attribution, batch_log=batch_log)
         sleeps: list[float] = []
-        monkeypatch.setattr(feed._stop, "wait", lambda timeout=None: sleeps.append(timeout))
+        lags: list[int] = []
+
+        def sleep(timeout: float | None = None) -> None:
+            sleeps.append(timeout)
+            lags.append(feed.lag)
+
+        monkeypatch.setattr(feed._stop, "wait", sleep)
         assert feed._pass(paced=True) == 72
         assert attribution.chunks == [2, 32, 32, 6]
         assert sleeps == [feed_module.YIELD_S] * 2
+        assert lags == [38, 6]  # what is read is lag until it is applied
         whole = AttributionFeed(events_log, Attribution(EXPERIMENTS), batch_log=batch_log)
         whole.catch_up()
         assert feed.snapshot() == whole.snapshot()
@@ -260,7 +269,13 @@ def test_the_thread_applies_the_log_in_small_chunks_apart(
     attribution = _Chunks()
     feed = AttributionFeed(events_log, attribution, batch_size=100)
     sleeps: list[float] = []
-    monkeypatch.setattr(feed._stop, "wait", lambda timeout=None: sleeps.append(timeout))
+    applied: list[tuple[int, int]] = []  # what the feed says at each sleep
+
+    def sleep(timeout: float | None = None) -> None:
+        sleeps.append(timeout)
+        applied.append((feed.applied, feed.lag))
+
+    monkeypatch.setattr(feed._stop, "wait", sleep)
     reads: list[int] = []
     read = events_log.read
     monkeypatch.setattr(events_log, "read", lambda at, n: reads.append(n) or read(at, n))
@@ -270,6 +285,9 @@ def test_the_thread_applies_the_log_in_small_chunks_apart(
     assert attribution.chunks == [32, 32, 32, 8, 8, 8]
     assert sleeps == [feed_module.YIELD_S] * 5  # between chunks, none after the last
     assert reads == [64, 64]  # the second brought the last 56
+    # a record read but not applied yet is neither applied nor off the lag (a replica's
+    # read-your-writes waits on ``applied``)
+    assert applied == [(n, 120 - n) for n in (32, 64, 96, 104, 112)]
 
     events_log.append([impression(n) for n in range(120, 140)] + [action(n) for n in range(5)])
     attribution.chunks.clear()
@@ -287,3 +305,35 @@ def test_the_thread_applies_the_log_in_small_chunks_apart(
     whole.catch_up()
     assert feed.snapshot() == whole.snapshot()
     assert feed.snapshot().totals.clicks == 5
+
+
+class _Damaged:
+    """``log`` with records ``first``..``last`` unreadable, as a damaged segment reads: a
+    read that reaches them raises ``CorruptLogError`` naming them."""
+
+    def __init__(self, log: EventLog, first: int, last: int) -> None:
+        self.log, self.first, self.last = log, first, last
+        self.start_offset = log.start_offset
+
+    @property
+    def end_offset(self) -> int:
+        return self.log.end_offset
+
+    def read(self, offset: int, max_records: int = 1000) -> list[Any]:
+        if offset <= self.last and offset + max_records > self.first:
+            raise CorruptLogError("damaged", path="x", first=self.first, last=self.last)
+        return self.log.read(offset, max_records)
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_damaged_records_are_skipped_and_the_rest_applied(
+    events_log: EventLog, monkeypatch: pytest.MonkeyPatch, paced: bool
+) -> None:
+    """The records before the damage are applied, the damaged ones skipped, the rest
+    applied after them; ``applied`` ends past all of them, with no lag."""
+    events_log.append([impression(n) for n in range(100)])
+    feed = AttributionFeed(_Damaged(events_log, 40, 49), Attribution(EXPERIMENTS))  # type: ignore[arg-type]
+    monkeypatch.setattr(feed._stop, "wait", lambda timeout=None: None)
+    feed._pass(paced=paced)
+    assert (feed.applied, feed.lag) == (100, 0)
+    assert feed.snapshot().totals.impressions == 90

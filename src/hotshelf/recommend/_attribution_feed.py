@@ -171,12 +171,12 @@ class AttributionFeed(Closeable):
             chunk = self._read(self._batch)
             read = self._drain(self._events, self._events.log.end_offset, paced=paced)
             if not paced:
-                self._apply(chunk, self._batch.topic)
+                self._apply(chunk, self._batch)
                 return read + len(chunk)
             for start in range(0, len(chunk), REPLAY_CHUNK):  # a batch load: paced too
                 if start:
                     self._stop.wait(YIELD_S)
-                self._apply(chunk[start : start + REPLAY_CHUNK], self._batch.topic)
+                self._apply(chunk[start : start + REPLAY_CHUNK], self._batch)
             return read + len(chunk)
 
     def _drain(self, cursor: _Cursor, end: int, *, paced: bool) -> int:
@@ -189,20 +189,23 @@ class AttributionFeed(Closeable):
             if not records:
                 break
             if not paced:
-                self._apply(records, cursor.topic)
+                self._apply(records, cursor)
             at = 0
             while paced and at < len(records):
                 behind = end - records[at].offset
                 size = LIVE_CHUNK if behind <= LIVE_LAG else REPLAY_CHUNK
                 if read or at:
                     self._stop.wait(YIELD_S)
-                self._apply(records[at : at + size], cursor.topic)
+                self._apply(records[at : at + size], cursor)
                 at += size
             read += len(records)
         return read
 
     def _read(self, cursor: _Cursor, limit: int | None = None) -> list[LogRecord]:
-        """The next chunk of ``cursor``'s log, past retention and damage; moves it on."""
+        """The next chunk of ``cursor``'s log, past retention and damage. The cursor moves
+        past them here, and past the records only as ``_apply`` applies them: ``lag``
+        and ``applied`` never count a record read and not yet applied (a replica's
+        read-your-writes waits on ``applied``)."""
         log = cursor.log
         count = self._batch_size if limit is None else min(limit, self._batch_size)
         while True:
@@ -219,8 +222,6 @@ class AttributionFeed(Closeable):
             except CorruptLogError as exc:
                 count = self._around_damage(cursor, exc, count)
                 continue
-            if records:
-                cursor.next = records[-1].offset + 1
             return records
 
     def _around_damage(self, cursor: _Cursor, exc: CorruptLogError, count: int) -> int:
@@ -235,9 +236,13 @@ class AttributionFeed(Closeable):
         cursor.next = exc.last + 1
         return count
 
-    def _apply(self, records: list[LogRecord], topic: str) -> None:
+    def _apply(self, records: list[LogRecord], cursor: _Cursor) -> None:
+        """Apply ``records`` (the next of ``cursor``'s log) and move the cursor past them."""
+        if not records:
+            return
         events: list[StoredEvent] = []
         hook = self._on_event
+        topic = cursor.topic
         for record in records:
             try:
                 event = decode_stored_event(record.value)
@@ -251,3 +256,4 @@ class AttributionFeed(Closeable):
                 hook(topic, record.offset, event)
         if self.attribution is not None:
             self.attribution.apply_many(events)
+        cursor.next = records[-1].offset + 1
