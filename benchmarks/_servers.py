@@ -108,12 +108,20 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0
     raise RuntimeError("server did not become ready")
 
 
+def _stat_fields(path: str) -> list[str] | None:
+    """The fields of a ``/proc`` ``stat`` file after the command name (None once gone):
+    [1] is the parent pid, [11] and [12] the user and system CPU in clock ticks."""
+    try:
+        with open(path) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def thread_cpu_s(pid: int, tid: int) -> float:
     """User + system CPU seconds of thread ``tid`` of process ``pid`` (0.0 once gone)."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = _stat_fields(f"/proc/{pid}/task/{tid}/stat")
+    if fields is None:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -124,10 +132,8 @@ def tree_cpu_s(pid: int) -> float:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = _stat_fields(f"/proc/{entry}/stat")
+        if fields is None:
             continue
         stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     tree = {pid}

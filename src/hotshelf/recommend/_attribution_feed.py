@@ -170,36 +170,48 @@ class AttributionFeed(Closeable):
                 return self._drain(self._events, self._events.log.end_offset, paced=paced)
             chunk = self._read(self._batch)
             read = self._drain(self._events, self._events.log.end_offset, paced=paced)
-            if not paced:
+            if paced:  # a batch load: paced too
+                self._apply_paced(chunk, self._batch, lambda _: REPLAY_CHUNK, pause_first=False)
+            else:
                 self._apply(chunk, self._batch)
-                return read + len(chunk)
-            for start in range(0, len(chunk), REPLAY_CHUNK):  # a batch load: paced too
-                if start:
-                    self._stop.wait(YIELD_S)
-                self._apply(chunk[start : start + REPLAY_CHUNK], self._batch)
             return read + len(chunk)
 
     def _drain(self, cursor: _Cursor, end: int, *, paced: bool) -> int:
         """Apply ``cursor``'s log up to ``end``, a read at a time, until stopped; paced,
         each read's records a chunk at a time with a sleep between chunks (none after
         the last): a read once taken is applied whole, so a stop loses nothing."""
+        def size(offset: int) -> int:
+            return LIVE_CHUNK if end - offset <= LIVE_LAG else REPLAY_CHUNK
+
         read = 0
         while cursor.next < end and not self._stop.is_set():
             records = self._read(cursor, PACED_READ if paced else end - cursor.next)
             if not records:
                 break
-            if not paced:
+            if paced:
+                self._apply_paced(records, cursor, size, pause_first=read > 0)
+            else:
                 self._apply(records, cursor)
-            at = 0
-            while paced and at < len(records):
-                behind = end - records[at].offset
-                size = LIVE_CHUNK if behind <= LIVE_LAG else REPLAY_CHUNK
-                if read or at:
-                    self._stop.wait(YIELD_S)
-                self._apply(records[at : at + size], cursor)
-                at += size
             read += len(records)
         return read
+
+    def _apply_paced(
+        self,
+        records: list[LogRecord],
+        cursor: _Cursor,
+        size: Callable[[int], int],
+        *,
+        pause_first: bool,
+    ) -> None:
+        """Apply ``records`` in chunks (``size`` of the chunk starting at an offset),
+        sleeping ``YIELD_S`` between them (and before the first, ``pause_first``)."""
+        at = 0
+        while at < len(records):
+            if at or pause_first:
+                self._stop.wait(YIELD_S)
+            step = size(records[at].offset)
+            self._apply(records[at : at + step], cursor)
+            at += step
 
     def _read(self, cursor: _Cursor, limit: int | None = None) -> list[LogRecord]:
         """The next chunk of ``cursor``'s log, past retention and damage. The cursor moves
